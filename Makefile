@@ -1,0 +1,36 @@
+# Everything runs from a virtualenv this Makefile creates (.venv), so a fresh machine needs
+# only python3 (with venv) and a C compiler.
+PYTHON ?= python3
+VENV   ?= .venv
+PY     := $(VENV)/bin/python
+STAMP  := $(VENV)/.aiosys-installed
+
+.PHONY: venv native test lint demo bench clean
+
+$(STAMP): pyproject.toml setup.py
+	$(PYTHON) -m venv $(VENV)
+	$(PY) -m pip install -q --upgrade pip
+	$(PY) -m pip install -q -e '.[test,bench]'
+	touch $(STAMP)
+
+venv: $(STAMP)
+
+# Rebuild the cffi module in place after editing aiosys/native/csrc/.
+native: $(STAMP)
+	$(PY) aiosys/native/_build_native.py
+
+lint: native
+	$(PY) -m ruff check aiosys
+	$(PY) -m mypy
+
+test: lint
+	$(PY) -m pytest -q
+
+demo: native
+	$(PY) -m aiosys demo
+
+bench: native
+	$(PY) -m aiosys bench
+
+clean:
+	rm -rf $(VENV) build *.egg-info aiosys/native/_native*.so aiosys/native/_native.[co]
