@@ -9,7 +9,7 @@ STAMP  := $(VENV)/.aiosys-installed
 
 $(STAMP): pyproject.toml setup.py
 	$(PYTHON) -m venv $(VENV)
-	$(PY) -m pip install -q --upgrade pip
+	$(PY) -m pip install -q --upgrade pip "setuptools>=77" wheel
 	$(PY) -m pip install -q -e '.[test,bench]'
 	touch $(STAMP)
 
