@@ -10,23 +10,61 @@ from __future__ import annotations
 
 from ._lowlevel import (
     HAVE_EPOLL_PWAIT2 as HAVE_EPOLL_PWAIT2,
+)
+from ._lowlevel import (
     SYS as SYS,
+)
+from ._lowlevel import (
     Errno as Errno,
+)
+from ._lowlevel import (
     EventBuffer as EventBuffer,
+)
+from ._lowlevel import (
     RawSyscall as RawSyscall,
+)
+from ._lowlevel import (
     RawSyscall6 as RawSyscall6,
+)
+from ._lowlevel import (
     RawSyscallNoError as RawSyscallNoError,
+)
+from ._lowlevel import (
     Syscall as Syscall,
+)
+from ._lowlevel import (
     Syscall6 as Syscall6,
+)
+from ._lowlevel import (
     epoll_create1 as epoll_create1,
+)
+from ._lowlevel import (
     epoll_ctl as epoll_ctl,
+)
+from ._lowlevel import (
     epoll_pwait2 as epoll_pwait2,
+)
+from ._lowlevel import (
     epoll_wait as epoll_wait,
+)
+from ._lowlevel import (
     eventfd as eventfd,
+)
+from ._lowlevel import (
     eventfd_read as eventfd_read,
+)
+from ._lowlevel import (
     eventfd_write as eventfd_write,
+)
+from ._lowlevel import (
     nanotime as nanotime,
+)
+from ._lowlevel import (
     preadv2 as preadv2,
+)
+from ._lowlevel import (
     pwritev2 as pwritev2,
+)
+from ._lowlevel import (
     walltime as walltime,
 )

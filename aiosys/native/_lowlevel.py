@@ -13,6 +13,7 @@ Go's conventions are kept where they make sense in Python:
 
 from __future__ import annotations
 
+import contextlib
 import errno as _errno_mod
 import os
 from collections.abc import Callable
@@ -291,11 +292,10 @@ class Pinned:
     def release(self) -> None:
         """Drop the buffer export now instead of at garbage collection."""
         cd, self._cdata = self._cdata, None
-        if cd is not None and hasattr(ffi, "release"):
-            try:
+        if cd is not None:
+            # ffi.new() arrays refuse release() on older cffi; they are freed by refcount.
+            with contextlib.suppress(TypeError, ValueError):
                 ffi.release(cd)
-            except (TypeError, ValueError):
-                pass  # ffi.new() arrays are freed by refcount
 
 
 def pin_buffer(obj: object, *, writable: bool) -> Pinned:
