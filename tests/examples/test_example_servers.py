@@ -22,6 +22,7 @@ ECHO_IMPLS = [
     "protocol-stdlib",
     "asyncio-uvloop",
     "protocol-uvloop",
+    "anyio-uvloop",
     "trio",
 ]
 
@@ -45,7 +46,7 @@ def test_server_echoes_random_bytes_and_exits_cleanly(
     _assert_clean_exit(sp)
 
 
-@pytest.mark.parametrize("impl", ["asyncio-stdlib", "protocol-uvloop"])
+@pytest.mark.parametrize("impl", ["asyncio-stdlib", "protocol-uvloop", "anyio-uvloop"])
 def test_sigint_stops_the_server_without_a_traceback(impl: str, start_server: Start) -> None:
     sp = start_server(impl)
     with socket.create_connection(("127.0.0.1", sp.port), timeout=5) as s:
@@ -54,7 +55,7 @@ def test_sigint_stops_the_server_without_a_traceback(impl: str, start_server: St
         _assert_clean_exit(sp, signal.SIGINT)  # with a connection still open
 
 
-@pytest.mark.parametrize("impl", ["asyncio-stdlib", "protocol-stdlib"])
+@pytest.mark.parametrize("impl", ["asyncio-stdlib", "protocol-stdlib", "anyio-uvloop"])
 def test_connection_limit_closes_extra_connections(impl: str, start_server: Start) -> None:
     sp = start_server(impl, "--max-conns", "2")
     socks = [socket.create_connection(("127.0.0.1", sp.port), timeout=5) for _ in range(2)]
