@@ -1,0 +1,258 @@
+"""sysmon: stalled loops (stdlib asyncio, uvloop, the aiosys loop), long handed-off calls, pool
+growth, back-off.  Thresholds are low and the blocking generous; the tests wait for the alarm
+(bounded) and never assert how fast it came."""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from collections.abc import Callable
+from typing import Any
+
+import pytest
+import uvloop
+from obs_fakes import FakeG, FakeP
+from structlog.testing import capture_logs
+
+import aiosys.trace
+from aiosys.native import nanotime
+from aiosys.sched import sysmon
+from aiosys.sched.sysmon import Sysmon, SysmonConfig
+
+BLOCK_S = 0.3
+STALL_MS = 50.0
+
+
+def _wait_for(cond: Callable[[], bool], timeout: float = 5.0) -> bool:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if cond():
+            return True
+        time.sleep(0.005)
+    return cond()
+
+
+def _kinds(s: Sysmon) -> list[str]:
+    return [k for k, _ in s.counters.recent]
+
+
+def _block_the_loop() -> None:
+    time.sleep(BLOCK_S)  # the blocking line sysmon must name
+
+
+async def _stall_once(s: Sysmon, *, watch: bool = True) -> None:
+    loop = asyncio.get_running_loop()
+    if watch:
+        s.watch_loop(loop)
+    else:  # sysmon finds the loop itself (through the scheduler's P list)
+        for _ in range(500):
+            if loop in s.watched():
+                break
+            await asyncio.sleep(0.01)
+    await asyncio.sleep(0.06)  # a few heartbeats while all is well
+    assert "loop_stalled" not in _kinds(s)
+    loop.call_soon(_block_the_loop)
+    await asyncio.sleep(0)
+    # Back after the block; give sysmon a bounded moment to see the heartbeat again.
+    for _ in range(200):
+        if "loop_resumed" in _kinds(s):
+            break
+        await asyncio.sleep(0.01)
+
+
+def _check_stall_alarm(s: Sysmon) -> dict[str, Any]:
+    stalls = [f for k, f in s.counters.recent if k == "loop_stalled"]
+    assert len(stalls) == 1, s.counters.recent
+    alarm = stalls[0]
+    assert alarm["blocking_line"] is not None
+    assert "test_obs_sysmon.py" in alarm["blocking_line"]
+    assert "time.sleep(BLOCK_S)" in alarm["blocking_line"]
+    assert "_block_the_loop" in alarm["blocking_line"]
+    assert alarm["stack"][-1] == alarm["blocking_line"]
+    assert alarm["stalled_ms"] >= STALL_MS
+    resumed = [f for k, f in s.counters.recent if k == "loop_resumed"]
+    assert len(resumed) == 1
+    assert resumed[0]["stalled_ms"] >= alarm["stalled_ms"]
+    return alarm
+
+
+def _run_on(loop_factory: Callable[[], asyncio.AbstractEventLoop], s: Sysmon) -> None:
+    loop = loop_factory()
+    try:
+        loop.run_until_complete(_stall_once(s))
+    finally:
+        loop.close()
+
+
+@pytest.mark.parametrize(
+    "factory",
+    [asyncio.new_event_loop, uvloop.new_event_loop],
+    ids=["asyncio", "uvloop"],
+)
+def test_stalled_loop_is_reported_with_the_blocking_line(
+    factory: Callable[[], asyncio.AbstractEventLoop],
+) -> None:
+    s = Sysmon(SysmonConfig(stall_ms=STALL_MS), inflight=list, procs=list, stats=dict)
+    s.start()
+    try:
+        _run_on(factory, s)
+    finally:
+        s.stop()
+    _check_stall_alarm(s)
+
+
+def test_stall_alarm_is_a_structlog_warning_when_tracing() -> None:
+    loop = uvloop.new_event_loop()
+    with capture_logs() as logs:
+        aiosys.trace.enable(stall_ms=STALL_MS)
+        s = sysmon.current()
+        assert s is not None
+        try:
+            loop.run_until_complete(_stall_once(s))
+        finally:
+            loop.close()
+            aiosys.trace.disable()
+    alarms = [e for e in logs if e["event"] == "sysmon_alarm"]
+    kinds = [e["kind"] for e in alarms]
+    assert "loop_stalled" in kinds and "loop_resumed" in kinds
+    stalled = alarms[kinds.index("loop_stalled")]
+    assert stalled["log_level"] == "warning"
+    assert "time.sleep(BLOCK_S)" in stalled["blocking_line"]
+
+
+def test_idle_and_stopped_loops_are_not_stalls() -> None:
+    s = Sysmon(SysmonConfig(stall_ms=STALL_MS), inflight=list, procs=list, stats=dict)
+    s.start()
+    loop = asyncio.new_event_loop()
+    try:
+        s.watch_loop(loop)
+        loop.run_until_complete(asyncio.sleep(0.15))  # idle, parked in the selector
+        time.sleep(0.15)  # loop not running: the thread's business, not a stall
+        loop.run_until_complete(asyncio.sleep(0.05))
+    finally:
+        loop.close()
+        s.stop()
+    assert "loop_stalled" not in _kinds(s)
+
+
+def test_closed_loops_are_forgotten() -> None:
+    s = Sysmon(SysmonConfig(stall_ms=STALL_MS), inflight=list, procs=list, stats=dict)
+    s.start()
+    try:
+        loop = asyncio.new_event_loop()
+        s.watch_loop(loop)
+        loop.run_until_complete(asyncio.sleep(0.01))
+        loop.close()
+        assert _wait_for(lambda: s.watched() == [])
+    finally:
+        s.stop()
+
+
+def test_loops_of_the_schedulers_ps_are_watched() -> None:
+    loop = asyncio.new_event_loop()
+    ps = [FakeP(id=4, loop=loop)]
+    s = Sysmon(SysmonConfig(stall_ms=STALL_MS), inflight=list, procs=lambda: ps, stats=dict)
+    s.start()
+    try:
+        loop.run_until_complete(_stall_once(s, watch=False))
+    finally:
+        loop.close()
+        s.stop()
+    assert _check_stall_alarm(s)["p"] == 4
+
+
+def test_long_syscall_reported_once_per_g() -> None:
+    slow = FakeG(syscall="fsync", fd=11)
+    slow.t_start = slow.t_enter + 1000
+    quick = FakeG()
+    quick.t_start = quick.t_enter + 1000
+    inflight = [slow, quick]
+    s = Sysmon(SysmonConfig(syscall_ms=1000.0), inflight=lambda: inflight, procs=list, stats=dict)
+    now = slow.t_enter + 10_000_000  # 10 ms later: nothing to say
+    assert s.round(now) is False
+    quick.t_end = now  # finished calls are never "long"
+    now = slow.t_enter + 1_500_000_000
+    assert s.round(now) is True
+    assert s.round(now + 1) is False  # once per G
+    (alarm,) = [f for k, f in s.counters.recent if k == "long_syscall"]
+    assert alarm["goid"] == slow.goid and alarm["syscall"] == "fsync" and alarm["fd"] == 11
+    assert alarm["on_m"] is True and alarm["elapsed_ms"] == pytest.approx(1500.0)
+    inflight.clear()
+    s.round(now + 2)
+    assert not s._reported  # forgotten once the G is gone
+
+
+def test_grow_pool_when_calls_wait_and_no_m_is_idle() -> None:
+    grown: list[int] = []
+    waiting = FakeG()
+    pool = {"m_busy": 2, "m_idle": 0}
+    s = Sysmon(
+        SysmonConfig(grow_wait_ms=1.0),
+        inflight=lambda: [waiting],
+        procs=list,
+        grow_pool=lambda: grown.append(1),
+        stats=lambda: pool,
+    )
+    t0 = waiting.t_enter
+    assert s.round(t0 + 100_000) is False  # waited 0.1 ms: give the pool a chance
+    assert s.round(t0 + 2_000_000) is True
+    assert grown == [1]
+    assert s.round(t0 + 2_500_000) is False  # not again before grow_wait_ms passed
+    pool["m_idle"] = 1
+    assert s.round(t0 + 10_000_000) is False  # an idle M exists: not sysmon's business
+    assert grown == [1]
+    (alarm,) = [f for k, f in s.counters.recent if k == "grow_pool"]
+    assert alarm["waiting"] == 1 and alarm["m_busy"] == 2
+
+
+def test_real_thread_slow_handed_off_call_alarm() -> None:
+    """A G that stays in flight (a fake slow call) is reported by the running thread."""
+    g = FakeG(syscall="read", fd=3)
+    g.t_start = nanotime()
+    s = Sysmon(SysmonConfig(syscall_ms=50.0), inflight=lambda: [g], procs=list, stats=dict)
+    s.start()
+    try:
+        assert _wait_for(lambda: "long_syscall" in _kinds(s))
+    finally:
+        s.stop()
+
+
+def test_backoff_follows_go() -> None:
+    d = sysmon.backoff(0, 10_000)
+    assert d == 20
+    for idle in range(1, 51):
+        d = sysmon.backoff(idle, d)
+    assert d == 20  # 50 idle rounds at 20 µs first
+    seen = []
+    for idle in range(51, 70):
+        d = sysmon.backoff(idle, d)
+        seen.append(d)
+    assert seen[:3] == [40, 80, 160]
+    assert max(seen) == seen[-1] == 10_000
+
+
+def test_require_release_share_one_thread() -> None:
+    a = sysmon.require("a")
+    b = sysmon.require("b", stall_ms=70.0)
+    assert a is b and a.running and a.config.stall_ms == 70.0
+    sysmon.release("a")
+    assert a.running
+    sysmon.release("b")
+    assert not a.running and sysmon.current() is None
+    with pytest.raises(TypeError):
+        sysmon.require("c", no_such_setting=1)
+    sysmon.stop()
+
+
+def test_a_bad_source_does_not_kill_sysmon() -> None:
+    def broken() -> list[Any]:
+        raise RuntimeError("boom")
+
+    s = Sysmon(SysmonConfig(), inflight=broken, procs=list, stats=dict)
+    s.start()
+    try:
+        assert _wait_for(lambda: "sysmon_error" in _kinds(s))
+        assert s.running
+    finally:
+        s.stop()
+    assert _kinds(s).count("sysmon_error") == 1
