@@ -88,6 +88,12 @@ def oserror(err: int, filename: object = None) -> OSError:
     return _ERRNO[err].exception(filename)
 
 
+def out_of_range(exc: OverflowError) -> ValueError:
+    """cffi's ``OverflowError`` for a number that does not fit its C type, as the
+    ``ValueError`` the typed API promises (a bad value, not an arithmetic error)."""
+    return ValueError(f"argument out of range: {exc}")
+
+
 def check(r: int, filename: object = None) -> int:
     """Turn a raw kernel return into its value, or raise the matching ``OSError``."""
     if -_MAX_ERRNO <= r < 0:
@@ -114,6 +120,8 @@ USES_TRAP_INSTRUCTION: Final = bool(lib.aiosys_arch_uses_asm())
 _sys0 = lib.aiosys_syscall0
 _sys3 = lib.aiosys_syscall3
 _sys6 = lib.aiosys_syscall6
+_sys0u = lib.aiosys_syscall0_u  # unsigned result: RawSyscallNoError
+_sys3u = lib.aiosys_syscall3_u
 
 
 def _as_word(value: object) -> int:
@@ -206,10 +214,9 @@ def RawSyscallNoError(trap: int, a1: int = 0, a2: int = 0, a3: int = 0) -> tuple
     if trap.__class__ is not int or not 0 <= trap < 4096:
         trap = _trap(trap)
     try:
-        r = _sys3(trap, a1, a2, a3)
+        return _sys3u(trap, a1, a2, a3), 0
     except (OverflowError, TypeError):
-        r = _sys3(trap, *_words((a1, a2, a3)))
-    return r % _U64, 0
+        return _sys3u(trap, *_words((a1, a2, a3))), 0
 
 
 # Scheduler notification.  The native layer cannot import the scheduler (imports point down),
@@ -272,6 +279,26 @@ def Syscall6(
         _exit_hook(token)
 
 
+# The typed wrappers' hot path (aiosys.native.zsyscall, through aiosys.native.prepared).  Their
+# arguments are already validated machine words, so they call the C entry points directly:
+#   raw_word6(trap, a1..a6) -> the kernel's raw return, no notification (RawSyscall6);
+#   syscall_word6(trap, a1..a6) -> the same between the entersyscall/exitsyscall hooks (Syscall6);
+#   noerror_word0(trap) / noerror_word3(trap, a1, a2, a3) -> the unsigned result
+#   (RawSyscallNoError).  Passing anything but validated words here is the caller's bug.
+raw_word6: Final[Callable[[int, int, int, int, int, int, int], int]] = _sys6
+noerror_word0: Final[Callable[[int], int]] = _sys0u
+noerror_word3: Final[Callable[[int, int, int, int], int]] = _sys3u
+
+
+def syscall_word6(trap: int, a1: int, a2: int, a3: int, a4: int, a5: int, a6: int) -> int:
+    """:func:`Syscall6` for validated words, returning the kernel's raw value (or -errno)."""
+    token = _enter_hook(trap)
+    try:
+        return int(_sys6(trap, a1, a2, a3, a4, a5, a6))
+    finally:
+        _exit_hook(token)
+
+
 # --------------------------------------------------------------------------------------------
 # Memory handed to the kernel
 # --------------------------------------------------------------------------------------------
@@ -328,8 +355,23 @@ def alloc(nbytes: int) -> Pinned:
     """Zeroed C memory of ``nbytes`` (for struct results such as statx or pipe fds)."""
     if nbytes < 0:
         raise ValueError("negative size")
-    cd = ffi.new("char[]", max(nbytes, 1))
+    try:
+        cd = ffi.new("char[]", max(nbytes, 1))
+    except OverflowError as exc:
+        raise out_of_range(exc) from None
     return Pinned(cd, int(ffi.cast("uintptr_t", cd)), nbytes)
+
+
+def memread(addr: int, nbytes: int) -> bytes:
+    """Copy ``nbytes`` from a raw address (unsafe: for :class:`zsyscall.Mapping`, which
+    bounds-checks against the live mapping and its protection first)."""
+    return bytes(ffi.buffer(ffi.cast("char *", addr), nbytes))
+
+
+def memwrite(addr: int, data: object) -> None:
+    """Copy a bytes-like object to a raw address (unsafe, as :func:`memread`)."""
+    src = ffi.from_buffer(data)
+    ffi.memmove(ffi.cast("char *", addr), src, len(src))
 
 
 def read_memory(p: Pinned, nbytes: int | None = None) -> bytes:
@@ -379,13 +421,19 @@ def from_buffer(obj: object, writable: bool) -> Any:
 def preadv2(fd: int, buf: object, offset: int = -1, flags: int = 0) -> int:
     """Read into ``buf`` at ``offset`` (-1: the file position).  Returns the count."""
     p = pin_buffer(buf, writable=True)
-    return check(int(_preadv2(fd, p._cdata, p.size, offset, flags)))
+    try:
+        return check(int(_preadv2(fd, p._cdata, p.size, offset, flags)))
+    except OverflowError as exc:
+        raise out_of_range(exc) from None
 
 
 def pwritev2(fd: int, data: object, offset: int = -1, flags: int = 0) -> int:
     """Write ``data`` at ``offset`` (-1: the file position).  Returns the count."""
     p = pin_buffer(data, writable=False)
-    n = check(int(_pwritev2(fd, p._cdata, p.size, offset, flags)))
+    try:
+        n = check(int(_pwritev2(fd, p._cdata, p.size, offset, flags)))
+    except OverflowError as exc:
+        raise out_of_range(exc) from None
     if n > p.size:  # Go issue 61060: never trust a count larger than what was given
         raise OSError(_errno_mod.EIO, f"write reported {n} bytes of {p.size}")
     return n
@@ -436,13 +484,19 @@ class EventBuffer:
 
 
 def epoll_create1(flags: int = EPOLL_CLOEXEC) -> int:
-    return check(int(lib.aiosys_epoll_create1(flags)))
+    try:
+        return check(int(lib.aiosys_epoll_create1(flags)))
+    except OverflowError as exc:
+        raise out_of_range(exc) from None
 
 
 def epoll_ctl(epfd: int, op: int, fd: int, events: int = 0, data: int = 0) -> None:
     if not 0 <= data < _U64:
         raise ValueError("epoll data must fit in 64 bits")
-    check(int(lib.aiosys_epoll_ctl(epfd, op, fd, events & 0xFFFFFFFF, data)))
+    try:
+        check(int(lib.aiosys_epoll_ctl(epfd, op, fd, events & 0xFFFFFFFF, data)))
+    except OverflowError as exc:
+        raise out_of_range(exc) from None
 
 
 _epoll_wait = lib.aiosys_epoll_wait
@@ -452,7 +506,10 @@ _epoll_pwait2 = lib.aiosys_epoll_pwait2
 def epoll_wait(epfd: int, buf: EventBuffer, timeout_ms: int) -> int:
     """Wait for events into ``buf``; returns how many.  EINTR returns 0 (the caller
     recomputes its timeout).  ``timeout_ms`` < 0 waits forever."""
-    n = _epoll_wait(epfd, buf._arr, buf.capacity, timeout_ms)
+    try:
+        n = _epoll_wait(epfd, buf._arr, buf.capacity, timeout_ms)
+    except OverflowError as exc:  # no cost unless raised (zero-cost try in 3.11)
+        raise out_of_range(exc) from None
     if n < 0:
         raise _ERRNO[-n].exception()
     return int(n)
@@ -461,7 +518,10 @@ def epoll_wait(epfd: int, buf: EventBuffer, timeout_ms: int) -> int:
 def epoll_pwait2(epfd: int, buf: EventBuffer, timeout_ns: int) -> int:
     """Like :func:`epoll_wait` with a nanosecond timeout (Linux 5.11+; ``OSError(ENOSYS)``
     before).  ``timeout_ns`` < 0 waits forever."""
-    n = _epoll_pwait2(epfd, buf._arr, buf.capacity, timeout_ns)
+    try:
+        n = _epoll_pwait2(epfd, buf._arr, buf.capacity, timeout_ns)
+    except OverflowError as exc:
+        raise out_of_range(exc) from None
     if n < 0:
         raise _ERRNO[-n].exception()
     return int(n)
@@ -484,15 +544,66 @@ HAVE_EPOLL_PWAIT2: Final = _probe_epoll_pwait2()
 
 
 def eventfd(initval: int = 0, flags: int = EFD_CLOEXEC | EFD_NONBLOCK) -> int:
-    return check(int(lib.aiosys_eventfd(initval, flags)))
+    try:
+        return check(int(lib.aiosys_eventfd(initval, flags)))
+    except OverflowError as exc:
+        raise out_of_range(exc) from None
 
 
 def eventfd_write(fd: int, value: int = 1) -> None:
     """Add ``value`` to the counter.  EAGAIN (counter full) is harmless for a wakeup fd:
     the reader is already due to wake."""
-    check(int(lib.aiosys_eventfd_write(fd, value)))
+    try:
+        check(int(lib.aiosys_eventfd_write(fd, value)))
+    except OverflowError as exc:
+        raise out_of_range(exc) from None
 
 
 def eventfd_read(fd: int) -> int:
     """Read and reset the counter; ``BlockingIOError`` if it is 0 on a non-blocking fd."""
-    return check(int(lib.aiosys_eventfd_read(fd)))
+    try:
+        return check(int(lib.aiosys_eventfd_read(fd)))
+    except OverflowError as exc:
+        raise out_of_range(exc) from None
+
+
+# --------------------------------------------------------------------------------------------
+# Constants from the C headers for the typed wrappers (csrc/consts.*)
+# --------------------------------------------------------------------------------------------
+
+_HEADER_CONSTANT_NAMES: Final = (
+    "AT_FDCWD",
+    "AT_EMPTY_PATH",
+    "AT_SYMLINK_NOFOLLOW",
+    "AT_REMOVEDIR",
+    "O_CLOEXEC",
+    "F_DUPFD",
+    "F_DUPFD_CLOEXEC",
+    "F_GETFD",
+    "F_SETFD",
+    "F_GETFL",
+    "F_SETFL",
+    "F_GETPIPE_SZ",
+    "F_SETPIPE_SZ",
+    "F_GET_SEALS",
+    "F_ADD_SEALS",
+    "SOCK_CLOEXEC",
+    "STATX_BASIC_STATS",
+    "STATX_BTIME",
+    "MAP_FIXED",
+    "MAP_FIXED_NOREPLACE",
+    "PROT_READ",
+    "PROT_WRITE",
+    "PROT_EXEC",
+    "PROT_NONE",
+    "CLOCK_MONOTONIC",
+    "CLOCK_REALTIME",
+    "RENAME_NOREPLACE",
+    "RENAME_EXCHANGE",
+)
+HEADER_CONSTANTS: Final[dict[str, int]] = {
+    name: int(getattr(lib, name))
+    for name in _HEADER_CONSTANT_NAMES
+}
+RLIM_INFINITY: Final[int] = int(lib.AIOSYS_RLIM_INFINITY)
+PATH_MAX: Final[int] = int(lib.AIOSYS_PATH_MAX)

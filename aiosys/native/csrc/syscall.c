@@ -77,6 +77,18 @@ int aiosys_arch_uses_asm(void)
 
 long aiosys_syscall0(long trap) { return aiosys_trap6(trap, 0, 0, 0, 0, 0, 0); }
 
+/* Go's RawSyscallNoError: the same trap, the result read as an unsigned word, so cffi hands
+   back e.g. a uid of 0xfffffffe as a uid and never as -errno (Go issue 22924). */
+unsigned long aiosys_syscall0_u(long trap)
+{
+    return (unsigned long)aiosys_trap6(trap, 0, 0, 0, 0, 0, 0);
+}
+
+unsigned long aiosys_syscall3_u(long trap, long a1, long a2, long a3)
+{
+    return (unsigned long)aiosys_trap6(trap, a1, a2, a3, 0, 0, 0);
+}
+
 long aiosys_syscall3(long trap, long a1, long a2, long a3)
 {
     return aiosys_trap6(trap, a1, a2, a3, 0, 0, 0);

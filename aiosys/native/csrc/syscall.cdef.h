@@ -3,6 +3,8 @@
 long aiosys_syscall0(long trap);
 long aiosys_syscall3(long trap, long a1, long a2, long a3);
 long aiosys_syscall6(long trap, long a1, long a2, long a3, long a4, long a5, long a6);
+unsigned long aiosys_syscall0_u(long trap);
+unsigned long aiosys_syscall3_u(long trap, long a1, long a2, long a3);
 int aiosys_arch_uses_asm(void);
 
 struct iovec { void *iov_base; size_t iov_len; };
