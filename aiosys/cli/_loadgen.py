@@ -125,3 +125,42 @@ def run(
         raise LoadgenError(f"load generator printed no result (rc={rc}): {other}") from exc
     result["rc"] = rc
     return result
+
+
+def command(
+    port: int, *, host: str = "127.0.0.1", conns: int = 10, size: int = 64,
+    seconds: float = 2.0, warmup: float = 0.0, max_requests: int = 0,
+) -> list[str]:  # fmt: skip
+    cmd = [
+        str(build()), "--host", host, "--port", str(port), "--conns", str(conns),
+        "--size", str(size), "--seconds", str(seconds), "--warmup", str(warmup),
+    ]  # fmt: skip
+    if max_requests:
+        cmd += ["--max-requests", str(max_requests)]
+    return cmd
+
+
+async def run_async(port: int, **kw: Any) -> dict[str, Any]:
+    """:func:`run` for use inside a running event loop (an asyncio subprocess; no thread).
+
+    :raises LoadgenError: if the generator prints no result.
+    """
+    import asyncio
+
+    seconds = float(kw.get("seconds", 2.0)) + float(kw.get("warmup", 0.0))
+    proc = await asyncio.create_subprocess_exec(
+        *command(port, **kw), stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE
+    )
+    try:
+        out, err = await asyncio.wait_for(proc.communicate(), timeout=seconds + 30)
+    finally:
+        if proc.returncode is None:
+            proc.kill()
+            await proc.wait()
+    try:
+        result: dict[str, Any] = json.loads(out.decode().strip().splitlines()[-1])
+    except (ValueError, IndexError) as exc:
+        msg = f"load generator printed no result (rc={proc.returncode}): {err.decode()[-500:]}"
+        raise LoadgenError(msg) from exc
+    result["rc"] = proc.returncode
+    return result
