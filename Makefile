@@ -5,7 +5,7 @@ VENV   ?= .venv
 PY     := $(VENV)/bin/python
 STAMP  := $(VENV)/.aiosys-installed
 
-.PHONY: venv native test lint demo bench clean
+.PHONY: venv native test lint demo bench clean sanitize
 
 $(STAMP): pyproject.toml setup.py
 	$(PYTHON) -m venv $(VENV)
@@ -31,6 +31,11 @@ demo: native
 
 bench: native
 	$(PY) -m aiosys bench
+
+# ASan+UBSan build of the cffi module in build/sanitize/ (never the in-place one); runs the
+# native, scheduler, I/O and reliability tests against it.
+sanitize: $(STAMP)
+	tests/reliability/sanitize.sh $(PY)
 
 clean:
 	rm -rf $(VENV) build *.egg-info aiosys/native/_native*.so aiosys/native/_native.[co]
