@@ -6,7 +6,9 @@ Not part of the library's API: the CLI configures logging and prints; the librar
 from __future__ import annotations
 
 import argparse
+import importlib
 import sys
+from typing import Any
 
 __all__ = ["main"]
 
@@ -65,24 +67,8 @@ def _parser() -> argparse.ArgumentParser:
 
 def main(argv: list[str] | None = None) -> int:
     args = _parser().parse_args(sys.argv[1:] if argv is None else argv)
-    if args.cmd == "demo":
-        from . import demo
-
-        return demo.main(args)
-    if args.cmd == "echo":
-        from . import echo
-
-        return echo.main(args)
-    if args.cmd == "bench":
-        from . import bench_cmd
-
-        return bench_cmd.main(args)
-    if args.cmd == "doctor":
-        from . import doctor
-
-        return doctor.main(args)
-    if args.cmd == "trace":
-        from . import trace_cmd
-
-        return trace_cmd.main(args)
-    return 2
+    # Imported on demand: ``doctor`` must not pay for the benchmark harness, and so on.
+    module = {"demo": "demo", "echo": "echo", "bench": "bench_cmd", "doctor": "doctor",
+              "trace": "trace_cmd"}[args.cmd]  # fmt: skip
+    mod: Any = importlib.import_module(f"aiosys.cli.{module}")
+    return int(mod.main(args))

@@ -8,6 +8,8 @@ time can be read from ``/proc/PID/stat`` and so they can be pinned with ``taskse
 from __future__ import annotations
 
 import contextlib
+import importlib
+import importlib.util
 import os
 import selectors
 import shutil
@@ -71,6 +73,15 @@ IMPLS: dict[str, Impl] = {
     ]
 }  # fmt: skip
 
+# Not echo servers (the echo matrix and ``echo --impl`` do not use these).
+OTHER: dict[str, Impl] = {
+    i.name: i
+    for i in [
+        Impl("file", "aiosys file server (GET <path>)", _S + "file_server.py",
+             needs=("aiosys_loop", "aiosys_io", "aiosys_files"), aiosys=True),
+    ]
+}  # fmt: skip
+
 
 def _have_aiosys_loop() -> bool:
     try:
@@ -90,6 +101,16 @@ def _have_aiosys_io() -> bool:
     return all(hasattr(aiosys, n) for n in names) or all(hasattr(netpoll, n) for n in names)
 
 
+def _have_aiosys_files() -> bool:
+    try:
+        import aiosys
+    except ImportError:
+        return False
+    io = importlib.import_module("aiosys._io") if importlib.util.find_spec("aiosys._io") else None
+    names = ("open", "pread", "fstat", "close", "sendfile")
+    return all(hasattr(aiosys, n) or hasattr(io, n) for n in names)
+
+
 def missing(impl: Impl) -> str | None:
     """Why ``impl`` cannot run here (``None`` if it can)."""
     for need in impl.needs:
@@ -97,6 +118,8 @@ def missing(impl: Impl) -> str | None:
             return "aiosys.netpoll.new_event_loop has not landed"
         if need == "aiosys_io" and not _have_aiosys_io():
             return "aiosys accept/read/write_all/set_read_deadline have not landed"
+        if need == "aiosys_files" and not _have_aiosys_files():
+            return "aiosys open/pread/fstat/sendfile have not landed"
         if need == "go":
             try:
                 build_go()

@@ -21,6 +21,7 @@ import sys
 import tempfile
 import textwrap
 import time
+from collections.abc import MutableMapping
 from dataclasses import dataclass, field
 from typing import Any, TextIO
 
@@ -142,7 +143,7 @@ async def file_work(c: Counters, stop: asyncio.Event) -> None:
 def _collect(c: Counters, keep: int) -> Any:
     """A structlog logger that keeps the first ``keep`` events (and counts them all)."""
 
-    def proc(_logger: Any, method: str, event_dict: dict[str, Any]) -> Any:
+    def proc(_logger: Any, method: str, event_dict: MutableMapping[str, Any]) -> Any:
         c.events_total += 1
         if len(c.events) < keep:
             c.events.append(dict(event_dict, level=method))

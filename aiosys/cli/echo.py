@@ -12,9 +12,9 @@ from ._servers import IMPLS, missing
 
 def main(args: Any, out: TextIO = sys.stdout) -> int:
     if args.list:
-        for name, impl in IMPLS.items():
-            why = missing(impl)
-            out.write(f"{name:18} {impl.label}{'' if why is None else f'  [unavailable: {why}]'}\n")
+        for name, each in IMPLS.items():
+            why = missing(each)
+            out.write(f"{name:18} {each.label}{'' if why is None else f'  [unavailable: {why}]'}\n")
         return 0
     impl = IMPLS.get(args.impl)
     if impl is None:
