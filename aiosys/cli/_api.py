@@ -38,7 +38,14 @@ def loop_factory() -> tuple[Callable[[], asyncio.AbstractEventLoop], str]:
 
 
 def stats() -> dict[str, int]:
-    for fn in (public("stats"), getattr(module("aiosys.trace"), "stats", None)):
+    """``aiosys.stats()`` (scheduler + netpoller counters), or the merged counters from
+    ``aiosys.trace.stats`` until the lead re-exports it, or the netpoller's alone."""
+    fns = (
+        getattr(module("aiosys"), "stats", None),
+        getattr(module("aiosys.trace"), "stats", None),
+        getattr(module("aiosys.netpoll"), "stats", None),
+    )
+    for fn in fns:
         if fn is not None:
             try:
                 return dict(fn())

@@ -90,7 +90,13 @@ class FileServer:
             off = 0
             while off < size:
                 if self.use_sendfile:
-                    n = await io.sendfile(conn, fd, off, min(CHUNK, size - off))
+                    try:
+                        n = await io.sendfile(conn, fd, off, min(CHUNK, size - off))
+                    except BlockingIOError:
+                        # The socket is non-blocking and its buffer is full: wait on the
+                        # netpoller for room, then hand the sendfile off again.
+                        await io.net.wait_writable(conn)
+                        continue
                 else:
                     data = await io.pread(fd, min(CHUNK, size - off), off)
                     n = len(data)

@@ -7,7 +7,7 @@ from collections.abc import Iterator
 
 import pytest
 
-from aiosys.cli._servers import IMPLS, ServerProcess, missing
+from aiosys.cli._servers import IMPLS, OTHER, ServerProcess, missing
 
 
 @pytest.fixture
@@ -17,7 +17,7 @@ def start_server() -> Iterator[object]:
     started: list[ServerProcess] = []
 
     def start(name: str, *extra: str) -> ServerProcess:
-        impl = IMPLS[name]
+        impl = IMPLS[name] if name in IMPLS else OTHER[name]
         why = missing(impl)
         if why:
             pytest.skip(why)
