@@ -49,6 +49,8 @@ def _parser() -> argparse.ArgumentParser:
     be.add_argument("--chart", action="store_true", help="also draw the PNG chart")
     ba = bsub.add_parser("all", help="run every benchmarks/bench_*.py present")
     ba.add_argument("rest", nargs=argparse.REMAINDER, help="arguments passed to each script")
+    br = bsub.add_parser("reads", help="quick cached 4 KiB read latency probe (for the chart)")
+    br.add_argument("-n", type=int, default=2000, help="reads per method")
     bc = bsub.add_parser("chart", help="draw the chart from saved echo-matrix JSON")
     bc.add_argument("--json", help="echo matrix JSON (default benchmarks/results/echo_full.json)")
     bc.add_argument("--out", help="PNG path (default benchmarks/echo_cpu.png)")

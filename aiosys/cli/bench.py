@@ -349,6 +349,8 @@ def chart(json_path: Path, out: Path, read_latency: dict[str, float] | None = No
                 color=["#1f77b4" if "aiosys" in k else "#aaaaaa" for k, _ in items])  # fmt: skip
         ax.invert_yaxis()
         ax.set_xscale("log")
+        for y, (_, v) in enumerate(items):
+            ax.text(v, y, f" {v:.1f}", va="center", fontsize=8)
         ax.set_xlabel("median µs per cached 4 KiB read (log scale)")
         ax.set_title("cached 4 KiB read latency")
     fig.tight_layout()

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import dataclasses
+import json
 import sys
 from pathlib import Path
 from typing import Any, TextIO
@@ -48,13 +49,39 @@ def echo(args: Any, out: TextIO) -> int:
         bench.write_results_section(md)
         out.write(f"updated {bench.RESULTS_MD}\n")
     if args.chart:
-        png = bench.chart(json_path, bench.BENCH_DIR_CHART)
+        png = bench.chart(json_path, bench.BENCH_DIR_CHART, _read_latency())
         out.write(f"chart: {png}\n")
     bad = [c for c in cells for r in c.reps if r.errors or r.mismatches]
     return 1 if bad else 0
 
 
+READS_JSON = bench.RESULTS_DIR / "cached_read.json"
+
+
+def _read_latency() -> dict[str, float] | None:
+    if READS_JSON.exists():
+        data: dict[str, float] = json.loads(READS_JSON.read_text())["median_us"]
+        return data
+    return None
+
+
+def reads(args: Any, out: TextIO) -> int:
+    from . import readprobe
+
+    res = readprobe.probe(args.n)
+    READS_JSON.parent.mkdir(parents=True, exist_ok=True)
+    READS_JSON.write_text(json.dumps({"n": args.n, "median_us": res}, indent=1))
+    base = res.get("os.pread (sync)")
+    out.write("| method | median µs per cached 4 KiB read | x os.pread |\n|---|---:|---:|\n")
+    for k, v in sorted(res.items(), key=lambda kv: kv[1]):
+        out.write(f"| {k} | {v:.2f} | {v / base:.1f} |\n" if base else f"| {k} | {v:.2f} | |\n")
+    out.write(f"\nraw results: {READS_JSON}\n")
+    return 0
+
+
 def main(args: Any, out: TextIO = sys.stdout) -> int:
+    if args.what == "reads":
+        return reads(args, out)
     if args.what == "echo":
         return echo(args, out)
     if args.what == "all":
@@ -64,7 +91,8 @@ def main(args: Any, out: TextIO = sys.stdout) -> int:
         if not src.exists():
             out.write(f"{src} not found: run python -m aiosys bench echo --full first\n")
             return 2
-        png = bench.chart(src, Path(args.out) if args.out else bench.BENCH_DIR_CHART)
+        png = bench.chart(src, Path(args.out) if args.out else bench.BENCH_DIR_CHART,
+                          _read_latency())  # fmt: skip
         out.write(f"chart: {png}\n")
         return 0
     return 2

@@ -77,6 +77,23 @@ def test_one_cell_echo_matrix_writes_json(tmp_path: Path) -> None:
     assert "| asyncio-stdlib | 64 | 4 |" in p.stdout
 
 
+def test_chart_draws_a_png_from_matrix_json(tmp_path: Path) -> None:
+    pytest.importorskip("matplotlib")
+    cells = [{"impl": name, "size": 64, "conns": 100, "skipped": None,
+              "reps": [{"requests": 1000, "seconds": 1.0, "rps": 1000.0, "cpu_s": cpu,
+                        "cpu_us_per_req": cpu * 1000, "p50_us": 1.0, "p99_us": 2.0,
+                        "max_us": 3.0, "gen_cpu_s": 0.1, "errors": 0, "mismatches": 0}]}
+             for name, cpu in [("goroutine", 0.02), ("asyncio-uvloop", 0.03)]]  # fmt: skip
+    cfg = {"impls": ["goroutine"], "sizes": [64], "conns": [100], "seconds": 1.0,
+           "warmup": 0.1, "reps": 1, "server_cpu": 0, "gen_cpu": 1}  # fmt: skip
+    src = tmp_path / "m.json"
+    src.write_text(json.dumps({"config": cfg, "machine": {}, "cells": cells}))
+    png = tmp_path / "c.png"
+    p = aiosys_cli("bench", "chart", "--json", str(src), "--out", str(png))
+    assert p.returncode == 0, p.stderr
+    assert png.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+
+
 @pytest.mark.parametrize("cmd", [["bench"], ["nonsense"]])
 def test_bad_usage_exits_2(cmd: list[str]) -> None:
     assert aiosys_cli(*cmd).returncode == 2
