@@ -14,6 +14,7 @@ Go's conventions are kept where they make sense in Python:
 from __future__ import annotations
 
 import contextlib
+import ctypes
 import errno as _errno_mod
 import os
 from collections.abc import Callable
@@ -173,14 +174,13 @@ def raw6(
         return int(_sys6(_trap(trap), *_words((a1, a2, a3, a4, a5, a6))))
 
 
-def RawSyscall(trap: int, a1: int = 0, a2: int = 0, a3: int = 0) -> tuple[int, int, Errno]:
-    """Make a system call with no scheduler notification (Go's ``syscall.RawSyscall``).
-
-    It runs on the calling thread and must never block: use it only for calls that return at
-    once.  Arguments are integers; passing a pointer (an address from ``ffi``) is the
-    caller's responsibility and unsafe.  The typed wrappers in :mod:`aiosys.native.zsyscall`
-    are the safe API.
-    """
+def _RawSyscall_py(
+    trap: int, a1: int = 0, a2: int = 0, a3: int = 0
+) -> tuple[int, int, Errno]:
+    """:data:`RawSyscall` in Python: the C fast path falls back here for anything but exact
+    ints in range (so ``__index__`` objects and uintptr values >= 2**63 are accepted, and bad
+    values raise ``TypeError``/``ValueError``).  The cffi call releases the GIL, so
+    :func:`Syscall` uses this form."""
     if trap.__class__ is not int or not 0 <= trap < 4096:
         trap = _trap(trap)
     try:
@@ -192,10 +192,10 @@ def RawSyscall(trap: int, a1: int = 0, a2: int = 0, a3: int = 0) -> tuple[int, i
     return r, 0, ERRNO_OK
 
 
-def RawSyscall6(
+def _RawSyscall6_py(
     trap: int, a1: int = 0, a2: int = 0, a3: int = 0, a4: int = 0, a5: int = 0, a6: int = 0
 ) -> tuple[int, int, Errno]:
-    """Six-argument :func:`RawSyscall`."""
+    """Six-argument :func:`_RawSyscall_py`."""
     if trap.__class__ is not int or not 0 <= trap < 4096:
         trap = _trap(trap)
     try:
@@ -207,10 +207,10 @@ def RawSyscall6(
     return r, 0, ERRNO_OK
 
 
-def RawSyscallNoError(trap: int, a1: int = 0, a2: int = 0, a3: int = 0) -> tuple[int, int]:
-    """For calls that cannot fail (getuid, getpid, gettid): the result is returned as the
-    unsigned word the kernel gave, never read as an errno (Go issue 22924: a uid of
-    0xfffffffe is a uid, not an error)."""
+def _RawSyscallNoError_py(
+    trap: int, a1: int = 0, a2: int = 0, a3: int = 0
+) -> tuple[int, int]:
+    """:data:`RawSyscallNoError` in Python (the C fast path's fallback)."""
     if trap.__class__ is not int or not 0 <= trap < 4096:
         trap = _trap(trap)
     try:
@@ -236,6 +236,69 @@ class _CountingHooks:
     def exit(self, token: object) -> None:
         self.exited += 1
 
+
+# --------------------------------------------------------------------------------------------
+# The C fast paths (csrc/fastpath.c)
+# --------------------------------------------------------------------------------------------
+
+
+_UINTPTR: Final = ffi.typeof("uintptr_t")
+
+
+def _fast_defs() -> dict[str, int]:
+    """fastpath.c's PyMethodDef addresses by name."""
+    defs: dict[str, int] = {}
+    for i in range(64):
+        d = lib.aiosys_fast_def(i)
+        if d == ffi.NULL:
+            break
+        defs[ffi.string(lib.aiosys_fast_name(i)).decode()] = int(ffi.cast(_UINTPTR, d))
+    return defs
+
+
+# Builtin functions from fastpath.c's PyMethodDef table.  cffi cannot return PyObject-level
+# functions, so PyCFunction_NewEx (CPython's stable ABI) is called through ctypes.pythonapi,
+# which holds the GIL.  Two prototypes: without ``self`` (NULL) and with one.
+_FAST_DEFS: Final = _fast_defs()
+_new_function = ctypes.PYFUNCTYPE(
+    ctypes.py_object, ctypes.c_void_p, ctypes.c_void_p, ctypes.py_object
+)(("PyCFunction_NewEx", ctypes.pythonapi))
+_new_method = ctypes.PYFUNCTYPE(
+    ctypes.py_object, ctypes.c_void_p, ctypes.py_object, ctypes.py_object
+)(("PyCFunction_NewEx", ctypes.pythonapi))
+_FAST: Final[dict[str, Callable[..., Any]]] = {
+    name: _new_function(addr, None, __name__) for name, addr in _FAST_DEFS.items()
+}
+
+
+def bind_noerror0(trap: int) -> Callable[[], int]:
+    """A zero-argument builtin making the cannot-fail syscall ``trap`` (its ``self`` is the
+    trap): the generated ``getpid()``, as cheap to call as ``os.getpid()``."""
+    if trap.__class__ is not int or not 0 <= trap < 4096:
+        raise ValueError(f"not a syscall number: {trap!r}")
+    fn: Callable[[], int] = _new_method(_FAST_DEFS["noerror_bound"], trap, __name__)
+    return fn
+
+
+_FAST["init"](_ERRNO, _RawSyscall_py, _RawSyscall6_py, _RawSyscallNoError_py)
+
+RawSyscall: Final[Callable[..., tuple[int, int, Errno]]] = _FAST["RawSyscall"]
+"""Make a system call with no scheduler notification (Go's ``syscall.RawSyscall``):
+``RawSyscall(trap, a1=0, a2=0, a3=0) -> (r1, r2, errno)``.
+
+It runs on the calling thread, holding the GIL (as Go's RawSyscall keeps its P), and must
+never block: use it only for calls that return at once.  Arguments are integers; passing a
+pointer (an address from ``ffi``) is the caller's responsibility and unsafe.  The typed
+wrappers in :mod:`aiosys.native.zsyscall` are the safe API.  (C in csrc/fastpath.c for exact
+ints; anything else goes through the same checks in Python.)"""
+RawSyscall6: Final[Callable[..., tuple[int, int, Errno]]] = _FAST["RawSyscall6"]
+"""Six-argument :data:`RawSyscall`."""
+RawSyscallNoError: Final[Callable[..., tuple[int, int]]] = _FAST["RawSyscallNoError"]
+"""For calls that cannot fail (getuid, getpid, gettid): ``(r1, 0)`` with ``r1`` the unsigned
+word the kernel gave, never read as an errno (Go issue 22924)."""
+noerror0: Final[Callable[[int], int]] = _FAST["noerror0"]
+"""``noerror0(trap)``: a zero-argument call that cannot fail, as an unsigned int, holding the
+GIL (the generated ``getpid()`` is ``functools.partial(noerror0, SYS_getpid)``)."""
 
 counting_hooks: Final = _CountingHooks()
 _enter_hook: Callable[[int], object] = counting_hooks.enter
@@ -263,7 +326,7 @@ def Syscall(trap: int, a1: int = 0, a2: int = 0, a3: int = 0) -> tuple[int, int,
     To run a blocking call without blocking the event loop, ``await aiosys.syscall(...)``."""
     token = _enter_hook(trap)
     try:
-        return RawSyscall(trap, a1, a2, a3)
+        return _RawSyscall_py(trap, a1, a2, a3)
     finally:
         _exit_hook(token)
 
@@ -274,7 +337,7 @@ def Syscall6(
     """Six-argument :func:`Syscall`."""
     token = _enter_hook(trap)
     try:
-        return RawSyscall6(trap, a1, a2, a3, a4, a5, a6)
+        return _RawSyscall6_py(trap, a1, a2, a3, a4, a5, a6)
     finally:
         _exit_hook(token)
 
@@ -331,15 +394,14 @@ def pin_buffer(obj: object, *, writable: bool) -> Pinned:
     if isinstance(obj, str):
         raise TypeError("a bytes-like object is required, not 'str'")
     try:
-        cd = ffi.from_buffer(obj, require_writable=writable)
+        cd = ffi.from_buffer(obj, require_writable=True) if writable else ffi.from_buffer(obj)
     except BufferError as exc:
         raise TypeError(f"a writable bytes-like object is required ({exc})") from None
     except TypeError:
         raise TypeError(
             f"a bytes-like object is required, not {type(obj).__name__!r}"
         ) from None
-    size = len(cd)
-    return Pinned(cd, int(ffi.cast("uintptr_t", cd)), size)
+    return Pinned(cd, int(ffi.cast(_UINTPTR, cd)), len(cd))
 
 
 def pin_path(path: object) -> Pinned:
@@ -386,10 +448,14 @@ def read_memory(p: Pinned, nbytes: int | None = None) -> bytes:
 # Clocks (vDSO)
 # --------------------------------------------------------------------------------------------
 
-nanotime: Final[Callable[[], int]] = lib.aiosys_nanotime
-"""CLOCK_MONOTONIC in nanoseconds, through the vDSO (Go's ``runtime·nanotime``)."""
-walltime: Final[Callable[[], int]] = lib.aiosys_walltime
+nanotime: Final[Callable[[], int]] = _FAST["nanotime"]
+"""CLOCK_MONOTONIC in nanoseconds, through the vDSO (Go's ``runtime·nanotime``).  A CPython
+builtin from csrc/fastpath.c: the cffi call (``nanotime_cffi``) releases and retakes the GIL,
+which costs more than the clock read itself."""
+walltime: Final[Callable[[], int]] = _FAST["walltime"]
 """CLOCK_REALTIME in nanoseconds, through the vDSO (Go's ``runtime·walltime``)."""
+nanotime_cffi: Final[Callable[[], int]] = lib.aiosys_nanotime
+walltime_cffi: Final[Callable[[], int]] = lib.aiosys_walltime
 VDSO_PRESENT: Final = bool(lib.aiosys_vdso_present())
 
 # --------------------------------------------------------------------------------------------

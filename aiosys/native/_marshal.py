@@ -4,7 +4,9 @@ Each parameter kind of the syscall table (``syscalls.tbl``) has a function here 
 Python value into machine words, validating it *before* any pointer can reach the kernel:
 
 * integers go through ``__index__`` (``TypeError`` otherwise) and are range-checked for the C
-  type the kernel reads (``OverflowError``), so a value is never silently truncated: a fd of
+  type the kernel reads (:class:`OutOfRangeError`, a ``ValueError``: the typed API raises
+  only ``TypeError``/``ValueError``/``OSError`` for bad input, never ``OverflowError``), so a
+  value is never silently truncated: a fd of
   ``2**32 + 3`` would otherwise reach ``close`` as fd 3;
 * a fd outside ``0..INT_MAX`` is ``OSError(EBADF)``, what the kernel says for a bad fd;
 * negative lengths and offsets are ``ValueError``; paths with an embedded NUL ``ValueError``;
@@ -100,6 +102,10 @@ FCNTL_INT_COMMANDS: Final = frozenset(
 # --------------------------------------------------------------------------------------------
 
 
+class OutOfRangeError(ValueError):
+    """A number that does not fit the C type the kernel reads (a bad value: ``ValueError``)."""
+
+
 def _index(value: object, what: str) -> int:
     if value.__class__ is int:
         return value
@@ -140,21 +146,21 @@ def optfd(value: object) -> int:
 def c_int(value: object) -> int:
     v = _index(value, "argument")
     if not INT_MIN <= v <= INT_MAX:
-        raise OverflowError(f"{v} does not fit in a C int")
+        raise OutOfRangeError(f"{v} does not fit in a C int")
     return v
 
 
 def c_uint(value: object) -> int:
     v = _index(value, "argument")
     if not 0 <= v <= UINT_MAX:
-        raise OverflowError(f"{v} does not fit in a C unsigned int")
+        raise OutOfRangeError(f"{v} does not fit in a C unsigned int")
     return v
 
 
 def c_long(value: object) -> int:
     v = _index(value, "argument")
     if not I64_MIN <= v <= I64_MAX:
-        raise OverflowError(f"{v} does not fit in a C long")
+        raise OutOfRangeError(f"{v} does not fit in a C long")
     return v
 
 
@@ -162,7 +168,7 @@ def c_ulong(value: object) -> int:
     """An unsigned 64-bit value, passed as the signed word with the same bits."""
     v = _index(value, "argument")
     if not 0 <= v <= U64_MAX:
-        raise OverflowError(f"{v} does not fit in 64 unsigned bits")
+        raise OutOfRangeError(f"{v} does not fit in 64 unsigned bits")
     return v - (1 << 64) if v > I64_MAX else v
 
 
@@ -171,7 +177,7 @@ def size(value: object) -> int:
     if v < 0:
         raise ValueError(f"negative length: {v}")
     if v > I64_MAX:
-        raise OverflowError(f"length too large: {v}")
+        raise OutOfRangeError(f"length too large: {v}")
     return v
 
 
@@ -180,7 +186,7 @@ def off(value: object) -> int:
     if v < 0:
         raise ValueError(f"negative offset: {v}")
     if v > I64_MAX:
-        raise OverflowError(f"offset too large: {v}")
+        raise OutOfRangeError(f"offset too large: {v}")
     return v
 
 
@@ -190,7 +196,7 @@ def offpos(value: object) -> int:
     if v < -1:
         raise ValueError(f"offset must be >= 0, or -1 for the file position: {v}")
     if v > I64_MAX:
-        raise OverflowError(f"offset too large: {v}")
+        raise OutOfRangeError(f"offset too large: {v}")
     return v
 
 
@@ -291,9 +297,14 @@ class Out:
         self.addr = self._pin.addr
         self.size = nbytes
         self.count = nbytes if count < 0 else count  # elements, where the kernel wants that
-        self._len = bytearray(struct.pack("=I", nbytes)) if with_len else bytearray(4)
-        self._pinlen = pin_buffer(self._len, writable=True)
-        self.lenp = self._pinlen.addr if with_len else 0
+        if with_len:
+            self._len = bytearray(struct.pack("=I", nbytes))
+            self._pinlen: Pinned | None = pin_buffer(self._len, writable=True)
+            self.lenp = self._pinlen.addr
+        else:
+            self._len = bytearray(4)
+            self._pinlen = None
+            self.lenp = 0
 
     @property
     def length(self) -> int:
@@ -330,7 +341,7 @@ def timespec(ns: object) -> Out:
     if v < 0:
         raise ValueError(f"negative duration: {v}")
     if v // 1_000_000_000 > I64_MAX:
-        raise OverflowError(f"duration too large: {v}")
+        raise OutOfRangeError(f"duration too large: {v}")
     o = Out(16)
     o.buf[:] = struct.pack("=qq", *divmod(v, 1_000_000_000))
     return o
@@ -368,7 +379,7 @@ def u64(value: object) -> int:
     """An unsigned 64-bit value kept unsigned (for values packed into a struct)."""
     v = _index(value, "argument")
     if not 0 <= v <= U64_MAX:
-        raise OverflowError(f"{v} does not fit in 64 unsigned bits")
+        raise OutOfRangeError(f"{v} does not fit in 64 unsigned bits")
     return v
 
 
@@ -390,7 +401,7 @@ def encode_sockaddr(addr: object) -> bytes:
             raise TypeError(f"host must be str, not {type(host).__name__}")
         p = _index(port, "port")
         if not 0 <= p <= 0xFFFF:
-            raise OverflowError("port must be 0-65535")
+            raise OutOfRangeError("port must be 0-65535")
         if len(addr) == 2 and ":" not in host:
             try:
                 packed = socket.inet_pton(socket.AF_INET, host or "0.0.0.0")
