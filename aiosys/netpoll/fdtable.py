@@ -19,17 +19,16 @@ Two rejected designs:
 * reference counting inside each netpoller: a handed-off syscall has no PollDesc, and an fd
   used from two loops has two, so the count must live above them.
 
-Thread safety: every field below is protected by ``_lock`` (an ``RLock``: a closer may call
-back into this module, e.g. ``fd_refs``).
+Thread safety: every table below is written under ``_lock``.
 """
 
 from __future__ import annotations
 
 import contextlib
-import errno
 import threading
 from collections.abc import Callable
-from typing import Final
+
+from ._errors import FDClosedError
 
 __all__ = [
     "add_close_listener",
@@ -41,47 +40,35 @@ __all__ = [
 ]
 
 
-class _Entry:
-    """One fd with references held or a close pending.
-
-    Invariant: an entry exists only while ``refs > 0`` or ``closing`` (idle fds cost nothing).
-    Invariant: ``closer is not None`` iff a close is pending and has not run yet.
-    """
-
-    __slots__ = ("closer", "closing", "notified", "refs")
-
-    def __init__(self) -> None:
-        self.refs = 0
-        self.closing = False
-        # True once the netpollers were told (the fd is out of every epoll set).  The real
-        # close must not run before that: "unregister before close(2)".
-        self.notified = False
-        self.closer: Callable[[int], None] | None = None
-
-
-_lock: Final = threading.RLock()
-_table: dict[int, _Entry] = {}
+# refs[fd]: references held (absent when 0).  closers[fd]: the pending close of fd.
+# closing_fds: fds whose close is pending or running, readable without the lock (a set lookup
+# is atomic under the GIL): the netpoller refuses to register them.  notified: closes whose
+# netpollers were told (the fd is out of every epoll set): the real close must not run before
+# that ("unregister before close(2)").  Written only under _lock.
+_refs: dict[int, int] = {}
+_closers: dict[int, Callable[[int], None]] = {}
+closing_fds: set[int] = set()
+_notified: set[int] = set()
+# A plain Lock, not an RLock: it is taken twice per parked wait, so it must be cheap.  The
+# closer runs with it held (so no new reference can slip in between the last release and the
+# close); a closer may read fd_refs/fd_closing (lock-free) but must not call fd_acquire,
+# fd_release or fd_close.
+_lock = threading.Lock()
 # Netpollers listening for closes: each is called as ``listener(fd)`` outside the lock, before
 # the real close, on the closing thread.  It must be thread-safe and must not block.
 _close_listeners: list[Callable[[int], None]] = []
 
 
-def _closed_error() -> OSError:
-    return OSError(errno.EBADF, "use of closed file descriptor")
-
-
 def fd_acquire(fd: int) -> None:
     """Take a reference on ``fd`` for an operation that will span an await.
 
-    :raises OSError: EBADF "use of closed file descriptor" if a close is pending.
+    :raises FDClosedError: (an OSError, EBADF "use of closed file descriptor") if a close is
+        pending.
     """
     with _lock:
-        e = _table.get(fd)
-        if e is None:
-            e = _table[fd] = _Entry()
-        elif e.closing:
-            raise _closed_error()
-        e.refs += 1
+        if fd in closing_fds:
+            raise FDClosedError()
+        _refs[fd] = _refs.get(fd, 0) + 1
 
 
 def fd_release(fd: int) -> None:
@@ -91,27 +78,28 @@ def fd_release(fd: int) -> None:
     :raises RuntimeError: if no reference is held (an internal error: never swallowed).
     """
     with _lock:
-        e = _table.get(fd)
-        if e is None or e.refs <= 0:
+        r = _refs.get(fd, 0) - 1
+        if r > 0:
+            _refs[fd] = r
+            return
+        if r < 0:
             raise RuntimeError(f"aiosys: fd_release({fd}) without a reference")
-        e.refs -= 1
-        if e.refs:
-            return
-        if not e.closing:
-            del _table[fd]
-            return
-        if not e.notified:
-            return  # fd_close is still telling the netpollers; it will run the closer.
-        _run_closer(fd, e)
+        del _refs[fd]
+        if fd in _notified:
+            _run_closer(fd)
+        # else: no close pending, or fd_close is still telling the netpollers and will run
+        # the closer itself.
 
 
-def _run_closer(fd: int, e: _Entry) -> None:
-    # Called with _lock held.  The entry goes away first, so that if the closer raises the
-    # fd is not stuck "closing" forever (the fd is closed or invalid either way).
-    del _table[fd]
-    closer, e.closer = e.closer, None
-    assert closer is not None, "closer ran twice"
-    closer(fd)
+def _run_closer(fd: int) -> None:
+    # Called with _lock held.  The state goes first, so that if the closer raises the fd is
+    # not stuck "closing" forever (the fd is closed or invalid either way).
+    closer = _closers.pop(fd)
+    _notified.discard(fd)
+    try:
+        closer(fd)
+    finally:
+        closing_fds.discard(fd)
 
 
 def fd_close(fd: int, closer: Callable[[int], None]) -> bool:
@@ -122,43 +110,37 @@ def fd_close(fd: int, closer: Callable[[int], None]) -> bool:
     returns True if no reference is held; otherwise the last :func:`fd_release` runs it and
     this returns False.
 
-    :raises OSError: EBADF if a close of ``fd`` is already pending.
+    :raises FDClosedError: if a close of ``fd`` is already pending.
     """
     with _lock:
-        e = _table.get(fd)
-        if e is None:
-            e = _table[fd] = _Entry()
-        elif e.closing:
-            raise _closed_error()
-        e.closing = True
-        e.closer = closer
+        if fd in closing_fds:
+            raise FDClosedError()
+        closing_fds.add(fd)
+        _closers[fd] = closer
         listeners = list(_close_listeners)
-    # Outside the lock: a listener may take its own poller's lock or call
-    # loop.call_soon_threadsafe, and must never be able to deadlock against fd_release.
+    # Outside the lock: a listener may take its own poller's locks or post to its loop, and
+    # must never be able to deadlock against fd_release.
     try:
         for listener in listeners:
             listener(fd)
     finally:
         with _lock:
-            e.notified = True
-            run_now = e.refs == 0
+            run_now = fd not in _refs
             if run_now:
-                _run_closer(fd, e)
+                _run_closer(fd)
+            else:
+                _notified.add(fd)
     return run_now
 
 
 def fd_refs(fd: int) -> int:
-    """References currently held on ``fd`` (0 if none)."""
-    with _lock:
-        e = _table.get(fd)
-        return 0 if e is None else e.refs
+    """References currently held on ``fd`` (0 if none).  Lock-free."""
+    return _refs.get(fd, 0)
 
 
 def fd_closing(fd: int) -> bool:
     """Whether a close of ``fd`` is pending (no syscall; for diagnostics and tests)."""
-    with _lock:
-        e = _table.get(fd)
-        return e is not None and e.closing
+    return fd in closing_fds
 
 
 def add_close_listener(listener: Callable[[int], None]) -> None:
@@ -172,7 +154,17 @@ def remove_close_listener(listener: Callable[[int], None]) -> None:
         _close_listeners.remove(listener)
 
 
+def _reset_after_fork() -> None:
+    """In a forked child the parent's references mean nothing: start empty."""
+    global _lock
+    _lock = threading.Lock()  # the parent's lock may have been held by another thread
+    _refs.clear()
+    _closers.clear()
+    closing_fds.clear()
+    _notified.clear()
+
+
 def table_size() -> int:
-    """Entries in the table (fds with references or a pending close): 0 when idle."""
+    """fds with references or a pending close: 0 when idle."""
     with _lock:
-        return len(_table)
+        return len(set(_refs) | closing_fds)

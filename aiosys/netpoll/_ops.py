@@ -1,0 +1,662 @@
+"""Awaitable I/O on pollable fds, in Go's ``internal/poll.FD`` shape: try the syscall inline,
+park on the netpoller only on EAGAIN, retry on readiness.
+
+Per-call non-blocking: reads and writes go through ``preadv2/pwritev2(offset=-1,
+RWF_NOWAIT)``, which this kernel honours per call on pipes, FIFOs and sockets (EAGAIN on empty
+even when the fd is in blocking mode), and ``recv/send`` add ``MSG_DONTWAIT``.  So an fd whose
+``O_NONBLOCK`` was cleared behind our back (through a ``dup`` sharing the open file
+description) still never blocks the loop and still honours its deadlines.  Where no per-call
+form exists (``accept``, ``connect``, fds that answer EOPNOTSUPP to RWF_NOWAIT such as ttys),
+the op checks ``O_NONBLOCK`` first and refuses with :class:`BlockingModeError`.
+
+Every function accepts an int fd or an object with ``fileno()`` (a socket, a file); the object
+keeps its ownership (only :func:`close` closes, and it closes through the object).
+"""
+
+from __future__ import annotations
+
+import errno
+import os
+import select
+import socket
+from collections.abc import Callable
+from typing import Any, Final
+
+from aiosys.native import _lowlevel as _ll
+
+from . import fdtable
+from ._epoll import _IDLE, _READY, SCRATCH_SIZE, Netpoller, PollDesc
+from ._errors import BlockingModeError, BusyError, DeadlineExceededError, FDClosedError
+from ._loop import _pollers, current_poller
+
+_preadv2 = _ll._preadv2
+_pwritev2 = _ll._pwritev2
+_sys6 = _ll._sys6
+_from_buffer = _ll.from_buffer
+_oserror = _ll.oserror
+_NOWAIT: Final = _ll.RWF_NOWAIT
+_EAGAIN: Final = -errno.EAGAIN
+_EINTR: Final = -errno.EINTR
+_EOPNOTSUPP: Final = -errno.EOPNOTSUPP
+_MSG_DONTWAIT: Final = socket.MSG_DONTWAIT
+_MSG_NOSIGNAL: Final = socket.MSG_NOSIGNAL
+_SYS_RECVFROM: Final = _ll.SYS["recvfrom"]
+_SYS_SENDTO: Final = _ll.SYS["sendto"]
+_SYS_ACCEPT4: Final = _ll.SYS["accept4"]
+_ACCEPT_FLAGS: Final = socket.SOCK_NONBLOCK | socket.SOCK_CLOEXEC
+_acquire = fdtable.fd_acquire
+_release = fdtable.fd_release
+
+
+def _fileno(f: Any) -> int:
+    if isinstance(f, int):
+        return int(f)
+    try:
+        fileno = f.fileno
+    except AttributeError:
+        raise TypeError(f"an fd or an object with fileno() is required, not {f!r}") from None
+    fd = fileno()
+    if not isinstance(fd, int) or fd < 0:
+        raise ValueError(f"{f!r} has no valid fd (closed?)")
+    return fd
+
+
+def _lookup(fd: int) -> tuple[Netpoller, PollDesc]:
+    p = current_poller()
+    pd = p.pds.get(fd)
+    if pd is None:
+        pd = p.register(fd)
+    return p, pd
+
+
+# ------------------------------------------------------------------------------------------
+# Parking (Go's netpollblock)
+# ------------------------------------------------------------------------------------------
+
+
+async def _park_read(p: Netpoller, pd: PollDesc) -> None:
+    """Park until the fd is readable.  :raises DeadlineExceededError, FDClosedError,
+    BusyError:"""
+    if pd.rg.__class__ is not int:
+        raise BusyError(f"another task is already waiting to read fd {pd.fd}")
+    if pd.rd < 0:
+        raise DeadlineExceededError()
+    fd = pd.fd
+    fdtable.fd_acquire(fd)  # the real close waits for us (FDClosedError if pending)
+    fut = p.loop.create_future()
+    pd.rg = fut
+    p.parks += 1
+    try:
+        await fut
+    finally:
+        if pd.rg is fut:  # cancelled: clear the slot, consume nothing
+            pd.rg = _IDLE
+        fdtable.fd_release(fd)
+    if pd.closing:
+        raise FDClosedError()
+    if pd.rd < 0:
+        raise DeadlineExceededError()
+
+
+async def _park_write(p: Netpoller, pd: PollDesc) -> None:
+    if pd.wg.__class__ is not int:
+        raise BusyError(f"another task is already waiting to write fd {pd.fd}")
+    if pd.wd < 0:
+        raise DeadlineExceededError()
+    fd = pd.fd
+    fdtable.fd_acquire(fd)
+    fut = p.loop.create_future()
+    pd.wg = fut
+    p.parks += 1
+    try:
+        await fut
+    finally:
+        if pd.wg is fut:
+            pd.wg = _IDLE
+        fdtable.fd_release(fd)
+    if pd.closing:
+        raise FDClosedError()
+    if pd.wd < 0:
+        raise DeadlineExceededError()
+
+
+def _check_nonblocking(fd: int, what: str) -> None:
+    if os.get_blocking(fd):
+        raise BlockingModeError(fd, what)
+
+
+def _read_fallback(fd: int, mv: memoryview, n: int) -> int:
+    """A plain read for fds without RWF_NOWAIT (ttys): only on a non-blocking fd."""
+    _check_nonblocking(fd, "read on this kind of fd")
+    try:
+        return os.readv(fd, [mv[:n]])
+    except OSError as exc:
+        return -(exc.errno or errno.EIO)
+
+
+def _write_fallback(fd: int, data: Any) -> int:
+    _check_nonblocking(fd, "write on this kind of fd")
+    try:
+        return os.write(fd, data)
+    except OSError as exc:
+        return -(exc.errno or errno.EIO)
+
+
+# ------------------------------------------------------------------------------------------
+# read / write
+# ------------------------------------------------------------------------------------------
+
+
+async def read(fd: Any, n: int) -> bytes:
+    """Read up to ``n`` bytes; ``b""`` at end of file.  A zero-length read returns at once
+    (Go issue 15735).
+
+    :raises DeadlineExceededError: the read deadline passed.
+    :raises FDClosedError: the fd was closed through aiosys while waiting.
+    :raises BusyError: another task is already reading this fd.
+    :raises NotPollableError: a regular file.
+    """
+    if fd.__class__ is not int:
+        fd = _fileno(fd)
+    if n <= 0:
+        if n == 0:
+            return b""
+        raise ValueError("negative read size")
+    p = current_poller()
+    pd = p.pds.get(fd)
+    if pd is None:
+        pd = p.register(fd)
+    if pd.rd < 0:
+        raise DeadlineExceededError()
+    if n <= SCRATCH_SIZE:
+        cbuf = p.scratch_c
+        mv = p.scratch_mv
+    else:
+        big = bytearray(n)
+        cbuf = _from_buffer(big, True)
+        mv = memoryview(big)
+    while True:
+        if pd.rg is _READY:
+            r = _preadv2(fd, cbuf, n, -1, _NOWAIT) if pd.nowait_r else _read_fallback(fd, mv, n)
+            if r >= 0:
+                if 0 < r < n and pd.stream:
+                    pd.rg = _IDLE  # drained: the next read parks without a failing syscall
+                return bytes(mv[:r])
+            if r == _EAGAIN:
+                pd.rg = _IDLE
+            elif r == _EOPNOTSUPP and pd.nowait_r:
+                pd.nowait_r = False
+                continue
+            elif r != _EINTR:
+                raise _oserror(-r)
+            else:
+                continue
+        # Park (Go's netpollblock), inlined: this is the hot path.  _park_read has the same
+        # steps with comments.
+        if pd.rg.__class__ is not int:
+            raise BusyError(f"another task is already waiting to read fd {fd}")
+        _acquire(fd)
+        fut = p.loop.create_future()
+        pd.rg = fut
+        p.parks += 1
+        try:
+            await fut
+        finally:
+            if pd.rg is fut:
+                pd.rg = _IDLE
+            _release(fd)
+        if pd.closing:
+            raise FDClosedError()
+        if pd.rd < 0:
+            raise DeadlineExceededError()
+
+
+async def readinto(fd: Any, buf: Any) -> int:
+    """Read into a writable bytes-like object; returns the count (0 at end of file)."""
+    if fd.__class__ is not int:
+        fd = _fileno(fd)
+    cbuf = _from_buffer(buf, True)
+    n = len(cbuf)
+    if n == 0:
+        return 0
+    p, pd = _lookup(fd)
+    if pd.rd < 0:
+        raise DeadlineExceededError()
+    while True:
+        if pd.rg is _READY:
+            if pd.nowait_r:
+                r = _preadv2(fd, cbuf, n, -1, _NOWAIT)
+            else:
+                r = _read_fallback(fd, memoryview(buf).cast("B"), n)
+            if r >= 0:
+                if 0 < r < n and pd.stream:
+                    pd.rg = _IDLE
+                return int(r)
+            if r == _EAGAIN:
+                pd.rg = _IDLE
+            elif r == _EOPNOTSUPP and pd.nowait_r:
+                pd.nowait_r = False
+                continue
+            elif r != _EINTR:
+                raise _oserror(-r)
+            else:
+                continue
+        await _park_read(p, pd)
+
+
+async def write(fd: Any, data: Any) -> int:
+    """Write some of ``data``; returns the count, like the syscall (at least 1 unless
+    ``data`` is empty).  See :func:`write_all` for all of it.
+
+    :raises DeadlineExceededError, FDClosedError, BusyError, NotPollableError: as :func:`read`.
+    """
+    if fd.__class__ is not int:
+        fd = _fileno(fd)
+    if data.__class__ is bytes:
+        cbuf = data
+        n = len(data)
+    else:
+        cbuf = _from_buffer(data, False)
+        n = len(cbuf)
+    if n == 0:
+        return 0
+    p = current_poller()
+    pd = p.pds.get(fd)
+    if pd is None:
+        pd = p.register(fd)
+    return await _write_some(p, pd, fd, cbuf, n, data)
+
+
+async def _write_some(p: Netpoller, pd: PollDesc, fd: int, cbuf: Any, n: int, data: Any) -> int:
+    if pd.wd < 0:
+        raise DeadlineExceededError()
+    while True:
+        if pd.wg is _READY:
+            if pd.nowait_w:
+                r = _pwritev2(fd, cbuf, n, -1, _NOWAIT)
+            else:
+                r = _write_fallback(fd, memoryview(data).cast("B")[:n])
+            if r >= 0:
+                if r < n and pd.stream:
+                    pd.wg = _IDLE  # buffer full: the next write parks at once
+                return int(r)
+            if r == _EAGAIN:
+                pd.wg = _IDLE
+            elif r == _EOPNOTSUPP and pd.nowait_w:
+                pd.nowait_w = False
+                continue
+            elif r != _EINTR:
+                raise _oserror(-r)
+            else:
+                continue
+        if pd.wg.__class__ is not int:
+            raise BusyError(f"another task is already waiting to write fd {fd}")
+        _acquire(fd)
+        fut = p.loop.create_future()
+        pd.wg = fut
+        p.parks += 1
+        try:
+            await fut
+        finally:
+            if pd.wg is fut:
+                pd.wg = _IDLE
+            _release(fd)
+        if pd.closing:
+            raise FDClosedError()
+        if pd.wd < 0:
+            raise DeadlineExceededError()
+
+
+async def write_all(fd: Any, data: Any) -> None:
+    """Write all of ``data``, parking as often as needed.  If it raises (deadline, close,
+    cancellation), an unknown prefix may have been written, as with Go's ``Write``."""
+    if fd.__class__ is not int:
+        fd = _fileno(fd)
+    if data.__class__ is bytes:
+        cbuf: Any = data
+        n = len(data)
+    else:
+        cbuf = _from_buffer(data, False)
+        n = len(cbuf)
+    if n == 0:
+        return
+    p, pd = _lookup(fd)
+    w = await _write_some(p, pd, fd, cbuf, n, data)
+    if w == n:
+        return
+    mv = memoryview(data).cast("B")
+    off = w
+    while off < n:
+        rest = mv[off:]
+        off += await _write_some(p, pd, fd, _from_buffer(rest, False), n - off, rest)
+
+
+# ------------------------------------------------------------------------------------------
+# Sockets
+# ------------------------------------------------------------------------------------------
+
+
+async def recv(sock: Any, n: int, flags: int = 0) -> bytes:
+    """``socket.recv`` on the netpoller (``MSG_DONTWAIT`` per call)."""
+    if flags == 0:
+        return await read(sock, n)
+    fd = _fileno(sock)
+    if n <= 0:
+        if n == 0:
+            return b""
+        raise ValueError("negative buffersize in recv")
+    p, pd = _lookup(fd)
+    if pd.rd < 0:
+        raise DeadlineExceededError()
+    big = bytearray(n)
+    pin = _ll.pin_buffer(big, writable=True)
+    while True:
+        if pd.rg is _READY:
+            r = _sys6(_SYS_RECVFROM, fd, pin.addr, n, flags | _MSG_DONTWAIT, 0, 0)
+            if r >= 0:
+                return bytes(big[:r])
+            if r == _EAGAIN:
+                pd.rg = _IDLE
+            elif r != _EINTR:
+                raise _oserror(-r)
+            else:
+                continue
+        await _park_read(p, pd)
+
+
+async def recv_into(sock: Any, buf: Any, nbytes: int = 0, flags: int = 0) -> int:
+    """``socket.recv_into`` on the netpoller."""
+    if nbytes or flags:
+        mv = memoryview(buf).cast("B")
+        if nbytes:
+            mv = mv[:nbytes]
+        if flags == 0:
+            return await readinto(sock, mv)
+        data = await recv(sock, len(mv), flags)
+        mv[: len(data)] = data
+        return len(data)
+    return await readinto(sock, buf)
+
+
+async def send(sock: Any, data: Any, flags: int = 0) -> int:
+    """``socket.send`` on the netpoller (``MSG_DONTWAIT|MSG_NOSIGNAL`` per call)."""
+    fd = _fileno(sock)
+    pin = _ll.pin_buffer(data, writable=False)
+    n = pin.size
+    if n == 0:
+        return 0
+    p, pd = _lookup(fd)
+    if pd.wd < 0:
+        raise DeadlineExceededError()
+    f = flags | _MSG_DONTWAIT | _MSG_NOSIGNAL
+    while True:
+        if pd.wg is _READY:
+            r = _sys6(_SYS_SENDTO, fd, pin.addr, n, f, 0, 0)
+            if r >= 0:
+                if r < n and pd.stream:
+                    pd.wg = _IDLE
+                return int(r)
+            if r == _EAGAIN:
+                pd.wg = _IDLE
+            elif r != _EINTR:
+                raise _oserror(-r)
+            else:
+                continue
+        await _park_write(p, pd)
+
+
+async def sendall(sock: Any, data: Any, flags: int = 0) -> None:
+    """``socket.sendall`` on the netpoller."""
+    if flags == 0:
+        await write_all(sock, data)
+        return
+    mv = memoryview(data).cast("B")
+    off = 0
+    while off < len(mv):
+        off += await send(sock, mv[off:], flags)
+
+
+def _sock_of(pd: PollDesc) -> socket.socket:
+    """A temporary socket object over ``pd.fd`` for the calls that need address parsing
+    (the caller must ``detach()`` it).  family/type/proto are asked once per fd."""
+    info = pd.sockinfo
+    if info is None:
+        s = socket.socket(fileno=pd.fd)
+        info = pd.sockinfo = (s.family, s.type, s.proto)
+        return s
+    return socket.socket(info[0], info[1], info[2], pd.fd)
+
+
+async def recvfrom(sock: Any, n: int, flags: int = 0) -> tuple[bytes, Any]:
+    """``socket.recvfrom`` on the netpoller."""
+    fd = _fileno(sock)
+    p, pd = _lookup(fd)
+    if pd.rd < 0:
+        raise DeadlineExceededError()
+    while True:
+        if pd.rg is _READY:
+            s = _sock_of(pd)
+            try:
+                return s.recvfrom(n, flags | _MSG_DONTWAIT)
+            except BlockingIOError:
+                pd.rg = _IDLE
+            except InterruptedError:
+                continue
+            finally:
+                s.detach()
+        await _park_read(p, pd)
+
+
+async def sendto(sock: Any, data: Any, address: Any, flags: int = 0) -> int:
+    """``socket.sendto`` on the netpoller."""
+    fd = _fileno(sock)
+    _require_numeric(address)
+    p, pd = _lookup(fd)
+    if pd.wd < 0:
+        raise DeadlineExceededError()
+    while True:
+        if pd.wg is _READY:
+            s = _sock_of(pd)
+            try:
+                return s.sendto(data, flags | _MSG_DONTWAIT | _MSG_NOSIGNAL, address)
+            except BlockingIOError:
+                pd.wg = _IDLE
+            except InterruptedError:
+                continue
+            finally:
+                s.detach()
+        await _park_write(p, pd)
+
+
+def _require_numeric(address: Any) -> None:
+    """A host name would make the kernel call path do a blocking DNS lookup on the loop."""
+    if isinstance(address, tuple) and address and isinstance(address[0], str):
+        host = address[0]
+        for fam in (socket.AF_INET, socket.AF_INET6):
+            try:
+                socket.inet_pton(fam, host.split("%", 1)[0])
+                return
+            except OSError:
+                pass
+        raise ValueError(
+            f"address {address!r} needs name resolution; resolve it first "
+            "(loop.getaddrinfo) so the event loop never blocks on DNS"
+        )
+
+
+async def accept(sock: Any) -> tuple[int, Any]:
+    """Accept a connection: ``accept4(SOCK_NONBLOCK|SOCK_CLOEXEC)``.  Returns the new fd
+    (already entered into this loop's netpoller) and the peer address, in ``socket.accept``'s
+    address format.  The caller owns the new fd.
+
+    :raises BlockingModeError: the listening fd's O_NONBLOCK was cleared (accept has no
+        per-call non-blocking form).
+    """
+    fd = _fileno(sock)
+    p, pd = _lookup(fd)
+    if pd.rd < 0:
+        raise DeadlineExceededError()
+    addrbuf = p.addr_buf
+    lenbuf = p.addrlen_buf
+    while True:
+        if pd.rg is _READY:
+            _check_nonblocking(fd, "accept")
+            lenbuf[:4] = _SOCKADDR_LEN
+            r = _sys6(_SYS_ACCEPT4, fd, p.addr_pin.addr, p.addrlen_pin.addr, _ACCEPT_FLAGS, 0, 0)
+            if r >= 0:
+                try:
+                    p.register_accepted(r, pd)
+                except BaseException:
+                    os.close(r)
+                    raise
+                alen = int.from_bytes(lenbuf[:4], "little")
+                return r, _parse_sockaddr(bytes(addrbuf[:alen]))
+            if r == _EAGAIN:
+                pd.rg = _IDLE
+            elif r in (_EINTR, -errno.ECONNABORTED):
+                continue
+            else:
+                raise _oserror(-r)
+        await _park_read(p, pd)
+
+
+_SOCKADDR_LEN: Final = (128).to_bytes(4, "little")
+
+
+def _parse_sockaddr(raw: bytes) -> Any:
+    if len(raw) < 2:
+        return ""
+    family = int.from_bytes(raw[:2], "little")
+    if family == socket.AF_INET:
+        return socket.inet_ntop(socket.AF_INET, raw[4:8]), int.from_bytes(raw[2:4], "big")
+    if family == socket.AF_INET6:
+        return (
+            socket.inet_ntop(socket.AF_INET6, raw[8:24]),
+            int.from_bytes(raw[2:4], "big"),
+            int.from_bytes(raw[4:8], "big"),
+            int.from_bytes(raw[24:28], "little"),
+        )
+    if family == socket.AF_UNIX:
+        path = raw[2:]
+        if path[:1] == b"\0":
+            return path  # abstract namespace: bytes, as socket.accept gives
+        return os.fsdecode(path.split(b"\0", 1)[0])
+    return raw
+
+
+async def connect(sock: Any, address: Any) -> None:
+    """Connect: start it non-blocking (EINPROGRESS), park until writable, then read
+    ``SO_ERROR``.  ``address`` must be numeric (no DNS on the loop).
+
+    :raises BlockingModeError: the fd's O_NONBLOCK was cleared.
+    :raises OSError: the connection failed (ECONNREFUSED...).
+    """
+    fd = _fileno(sock)
+    _require_numeric(address)
+    p, pd = _lookup(fd)
+    if pd.wd < 0:
+        raise DeadlineExceededError()
+    _check_nonblocking(fd, "connect")
+    s = _sock_of(pd)
+    try:
+        err = s.connect_ex(address)
+    finally:
+        s.detach()
+    if err == 0:
+        return
+    if err not in (errno.EINPROGRESS, errno.EINTR, errno.EAGAIN):
+        raise _oserror(err)
+    pd.wg = _IDLE  # not writable until the handshake ends: wait for the edge
+    await _park_write(p, pd)
+    s = _sock_of(pd)
+    try:
+        err = s.getsockopt(socket.SOL_SOCKET, socket.SO_ERROR)
+    finally:
+        s.detach()
+    if err:
+        raise _oserror(err)
+
+
+# ------------------------------------------------------------------------------------------
+# Readiness, deadlines, close
+# ------------------------------------------------------------------------------------------
+
+
+def _poll_now(fd: int, mask: int) -> bool:
+    po = select.poll()
+    po.register(fd, mask)
+    return bool(po.poll(0))
+
+
+async def wait_readable(fd: Any) -> None:
+    """Return when ``fd`` is readable (or at end of file, or in error)."""
+    fd = _fileno(fd)
+    p, pd = _lookup(fd)
+    if pd.rd < 0:
+        raise DeadlineExceededError()
+    if pd.rg is _READY:
+        if _poll_now(fd, select.POLLIN | select.POLLRDHUP):
+            return
+        pd.rg = _IDLE
+    await _park_read(p, pd)
+
+
+async def wait_writable(fd: Any) -> None:
+    """Return when ``fd`` is writable (or in error)."""
+    fd = _fileno(fd)
+    p, pd = _lookup(fd)
+    if pd.wd < 0:
+        raise DeadlineExceededError()
+    if pd.wg is _READY:
+        if _poll_now(fd, select.POLLOUT):
+            return
+        pd.wg = _IDLE
+    await _park_write(p, pd)
+
+
+def _set(fd: Any, read_: bool, write_: bool, t: float | None) -> None:
+    p, pd = _lookup(_fileno(fd))
+    p.set_deadline(pd, read_, write_, None if t is None else int(t * 1e9))
+
+
+def set_deadline(fd: Any, t: float | None) -> None:
+    """Read and write deadline: ``t`` is an absolute ``time.monotonic()`` time, or None to
+    clear.  A time in the past expires at once (and wakes waiters); an expired deadline stays
+    expired until moved.  Needs the running loop (the deadline lives in its netpoller)."""
+    _set(fd, True, True, t)
+
+
+def set_read_deadline(fd: Any, t: float | None) -> None:
+    """Like :func:`set_deadline`, reads only."""
+    _set(fd, True, False, t)
+
+
+def set_write_deadline(fd: Any, t: float | None) -> None:
+    """Like :func:`set_deadline`, writes only."""
+    _set(fd, False, True, t)
+
+
+async def close(fd: Any) -> None:
+    """Close ``fd``: waiters wake with :class:`FDClosedError`, the fd leaves every epoll set,
+    and the real close happens when the last in-flight operation drops its reference (at
+    once if none).  An object with ``close()`` is closed through it (its ownership)."""
+    if isinstance(fd, int):
+        fdtable.fd_close(int(fd), os.close)
+        return
+    obj = fd
+    num = _fileno(obj)
+    closer: Callable[[int], None] = lambda _fd: obj.close()  # noqa: E731
+    fdtable.fd_close(num, closer)
+
+
+def is_registered(fd: int) -> bool:
+    """Whether ``fd`` has a PollDesc in the running loop's netpoller (no syscall; False
+    without a running loop)."""
+    import asyncio
+
+    loop = asyncio._get_running_loop()
+    if loop is None:
+        return False
+    ref = _pollers.get(loop)
+    p = ref() if ref is not None else None
+    return p is not None and fd in p.pds
