@@ -32,7 +32,7 @@ def _parser() -> argparse.ArgumentParser:
     e.add_argument("rest", nargs=argparse.REMAINDER, help="arguments for the server")
 
     b = sub.add_parser("bench", help="benchmarks: echo matrix, micro-benchmarks, chart")
-    bsub = b.add_subparsers(dest="what", required=True)
+    bsub = b.add_subparsers(dest="what")  # none: "bench echo --quick" (make bench)
     be = bsub.add_parser("echo", help="the echo matrix (server CPU per request first)")
     mode = be.add_mutually_exclusive_group()
     mode.add_argument("--quick", action="store_true", help="64 B, 100 conns, 1 s, 1 rep")
@@ -68,7 +68,10 @@ def _parser() -> argparse.ArgumentParser:
 
 
 def main(argv: list[str] | None = None) -> int:
-    args = _parser().parse_args(sys.argv[1:] if argv is None else argv)
+    argv = sys.argv[1:] if argv is None else argv
+    args = _parser().parse_args(argv)
+    if args.cmd == "bench" and args.what is None:
+        args = _parser().parse_args([*argv, "echo", "--quick"])
     # Imported on demand: ``doctor`` must not pay for the benchmark harness, and so on.
     module = {"demo": "demo", "echo": "echo", "bench": "bench_cmd", "doctor": "doctor",
               "trace": "trace_cmd"}[args.cmd]  # fmt: skip

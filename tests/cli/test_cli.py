@@ -94,6 +94,17 @@ def test_chart_draws_a_png_from_matrix_json(tmp_path: Path) -> None:
     assert png.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
 
 
-@pytest.mark.parametrize("cmd", [["bench"], ["nonsense"]])
+@pytest.mark.parametrize("cmd", [["bench", "nonsense"], ["nonsense"], []])
 def test_bad_usage_exits_2(cmd: list[str]) -> None:
     assert aiosys_cli(*cmd).returncode == 2
+
+
+def test_trace_prints_schedtrace_lines_during_a_demo() -> None:
+    from aiosys.sched import schedtrace
+
+    p = aiosys_cli("trace", "--seconds", "1", "--interval", "100", "--conns", "4")
+    assert p.returncode == 0, p.stdout + p.stderr
+    lines = [ln for ln in p.stdout.splitlines() if ln.startswith("SCHED ")]
+    assert lines, p.stdout
+    parsed = schedtrace.parse(lines[-1])
+    assert parsed["gomaxprocs"] >= 0 and "handoffs" in parsed
