@@ -13,7 +13,7 @@ aiosys prints the same head, with its own words for the same things, then its ow
 
 * gomaxprocs: Ps, one per event loop the scheduler knows (or sysmon watches)
 * idleprocs: Ps parked in netpoll (``_Pidle``), when the P says so
-* threads: the loop threads (M0, one per P) plus the pool's Ms (busy + idle)
+* threads: the loop threads (M0, one per P) plus the pool's Ms (``m_threads``, else busy + idle)
 * spinningthreads / idlethreads: Ms spinning for work / parked
 * runqueue: calls queued for an M (the pool's queue depth); ``[...]`` per P: completions
   waiting for that P's netpoll step (or its in-flight Gs if the P does not say)
@@ -83,11 +83,12 @@ def line(
     idle = sum(1 for p in ps if _p_idle(p))
     m_busy = _int(stats, "m_busy")
     m_idle = _int(stats, "m_idle")
+    m_threads = _int(stats, "m_threads") or m_busy + m_idle
     spinning = _int(stats, "m_spinning", "spinning")
     per_p = " ".join(str(_p_queue(p)) for p in ps)
     return (
         f"SCHED {elapsed_ms}ms: gomaxprocs={nprocs} idleprocs={idle}"
-        f" threads={nprocs + m_busy + m_idle} spinningthreads={spinning}"
+        f" threads={nprocs + m_threads} spinningthreads={spinning}"
         f" idlethreads={m_idle} runqueue={_int(stats, 'queue_depth')} [{per_p}]"
         f" inline={_int(stats, 'inline_hits')} handoffs={_int(stats, 'handoffs')}"
         f" fast={_int(stats, 'exits_fast')} slow={_int(stats, 'exits_slow')}"

@@ -1,27 +1,33 @@
 """sysmon: Go's monitor thread, for asyncio loops and the M pool.
 
 Go's ``sysmon`` runs without a P, wakes every 20 µs while it finds work and doubles its sleep
-up to 10 ms once it has been idle for 50 rounds.  Each round it retakes Ps stuck in syscalls,
-polls the network if nobody did, and (with ``GODEBUG=schedtrace``) prints a summary.  Here one
-daemon thread does the same jobs, translated:
+up to 10 ms once it has been idle for 50 rounds; when every P is idle it sleeps longer still
+(``sysmonwait``).  Each round it retakes Ps stuck in syscalls and (with
+``GODEBUG=schedtrace``) prints a summary.  Here one daemon thread does the same jobs:
 
 * **loop_stalled**: a loop that has not come back to its scheduler for longer than
   ``stall_ms`` (default 100 ms) is reported with the loop thread's Python stack
-  (``sys._current_frames()[thread_id]``) and the line it is blocked on.  The loop proves it is
-  alive with a *heartbeat*: a callback re-armed with ``loop.call_later(interval)`` that stamps
-  when the next beat is due.  An idle loop still runs its timers, so "the beat is late by more
-  than stall_ms" means exactly "a callback held the loop thread that long"; this works on the
-  aiosys loop, the stdlib loop and uvloop alike and costs one timer callback per interval.
-  When the beat finally runs, ``loop_resumed`` says how long the stall lasted.
-* **long_syscall**: a handed-off call (a G in ``inflight()``) that has been waiting for or
-  running on an M for longer than ``syscall_ms``; reported once per G.
-* **grow_pool**: calls have been queued longer than ``grow_wait_ms`` and no M is idle: call the
+  (``sys._current_frames()[thread_id]``) and the line it is blocked on.  Each round sysmon
+  looks at the loop thread's innermost frame.  Parked in the selector (stdlib and aiosys
+  loops: the selector's ``select``; uvloop: the frame that called ``run_*``, since the wait is
+  in C) means idle: nothing to do, no cost to the loop.  Anything else means busy: sysmon
+  posts a *probe* (``call_soon_threadsafe`` of a callback that stamps the time) at most every
+  ``stall_ms / 4``; a probe still unanswered after ``stall_ms`` means the loop has not run its
+  ready queue for that long: a stall.  When the probe finally runs, ``loop_resumed`` says how
+  long it lasted.  Works on the aiosys loop, the stdlib loop and uvloop alike; an idle loop is
+  never woken, a busy one runs at most a few probes a second.
+* **long_syscall**: a handed-off call (a G in ``inflight()``) waiting for or running on an M
+  for longer than ``syscall_ms``; reported once per G.
+* **grow_pool**: calls queued longer than ``grow_wait_ms`` and no M idle: call the
   scheduler's ``grow_pool()`` (a blocked pipe read must never starve the write it waits for).
 * **schedtrace**: every N ms write one summary line (``aiosys/sched/schedtrace.py``).
 
+When nothing is in flight and every watched loop is idle, sysmon sleeps ``stall_ms / 2``
+(Go's ``sysmonwait``, bounded so that a loop that turns busy and blocks is still caught).
+
 Findings go through ``trace.sysmon_alarm`` (structlog when tracing is on; listeners always).
 sysmon itself never prints.  ``require(reason)``/``release(reason)`` share one thread between
-the users (tracing, schedtrace, the scheduler); ``stop()`` joins it.
+its users (tracing, schedtrace, the scheduler); ``stop()`` joins it.
 """
 
 from __future__ import annotations
@@ -37,6 +43,7 @@ import weakref
 from collections import deque
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
+from types import CodeType, FrameType
 from typing import IO, Any
 
 from aiosys.native import nanotime
@@ -64,22 +71,28 @@ IDLE_ROUNDS_BEFORE_BACKOFF = 50
 @dataclass
 class SysmonConfig:
     stall_ms: float = 100.0
-    """A loop whose heartbeat is later than this is reported stalled."""
+    """A loop that has not run its ready queue for this long is reported stalled."""
     syscall_ms: float = 1000.0
     """A handed-off call in flight longer than this is reported (once)."""
     grow_wait_ms: float = 1.0
     """Grow the pool when a call has waited this long for an M and no M is idle."""
-    heartbeat_ms: float | None = None
-    """Interval of the loop heartbeat; default min(stall_ms / 2, 50 ms)."""
+    probe_ms: float | None = None
+    """Least time between probes of a busy loop; default stall_ms / 4."""
+    quiet_sleep_ms: float | None = None
+    """sysmon's sleep when nothing is in flight and every loop is idle; default stall_ms / 2
+    (at most 50 ms)."""
     schedtrace_ms: float = 0.0
     schedtrace_file: IO[str] | None = None
     stack_limit: int = 30
     """Frames of the stalled loop's stack kept in the alarm (innermost last)."""
 
-    def heartbeat_s(self) -> float:
-        if self.heartbeat_ms is not None:
-            return max(self.heartbeat_ms, 0.1) / 1000.0
-        return min(self.stall_ms / 2.0, 50.0) / 1000.0
+    def probe_ns(self) -> int:
+        ms = self.stall_ms / 4.0 if self.probe_ms is None else self.probe_ms
+        return int(ms * 1e6)
+
+    def quiet_sleep_us(self) -> int:
+        ms = min(self.stall_ms / 2.0, 50.0) if self.quiet_sleep_ms is None else self.quiet_sleep_ms
+        return max(int(ms * 1000), MAX_DELAY_US)
 
 
 def backoff(idle: int, delay_us: int) -> int:
@@ -93,65 +106,86 @@ def backoff(idle: int, delay_us: int) -> int:
 
 
 # ---------------------------------------------------------------------------------------------
-# Loop heartbeat
+# Watching a loop: idle by its thread's innermost frame, alive by probes
+
+
+def _selector_select_code(loop: Any) -> CodeType | None:
+    """The code object a selector loop's thread is in while parked (``selector.select``)."""
+    sel = getattr(loop, "_selector", None)
+    fn = getattr(type(sel), "select", None) if sel is not None else None
+    code = getattr(fn, "__code__", None)
+    return code if isinstance(code, CodeType) else None
 
 
 class _Watch:
-    """One watched loop.  ``due`` (nanotime) is when the next heartbeat should run; the
-    heartbeat callback runs on the loop thread, everything else on sysmon's."""
+    """One watched loop.  ``beat`` runs on the loop thread; everything else on sysmon's.
+
+    ``last_beat``: nanotime of the last probe the loop ran.  ``probe_at``: when the
+    outstanding probe was posted (0: none).  ``base``: (id, code) of the frame the loop thread
+    sits in while a C loop (uvloop) waits, taken from the probe's caller."""
 
     __slots__ = (
         "loop_ref",
         "p_id",
-        "interval",
-        "interval_ns",
+        "idle_code",
         "thread_id",
-        "due",
+        "base",
         "last_beat",
-        "running_since",
+        "probe_at",
         "stalled_at",
-        "stall_start",
-        "handle",
+        "stall_since",
         "cancelled",
+        "probes",
     )
 
-    def __init__(self, loop: Any, p_id: int | None, interval: float) -> None:
+    def __init__(self, loop: Any, p_id: int | None) -> None:
         self.loop_ref = weakref.ref(loop)
         self.p_id = p_id
-        self.interval = interval
-        self.interval_ns = int(interval * 1e9)
+        self.idle_code = _selector_select_code(loop)
         self.thread_id: int | None = None
-        self.due = 0
+        self.base: tuple[int, CodeType] | None = None
         self.last_beat = 0
-        self.running_since = 0
+        self.probe_at = 0
         self.stalled_at = 0  # nanotime of the alarm, 0 when not stalled
-        self.stall_start = 0
-        self.handle: Any = None
+        self.stall_since = 0
         self.cancelled = False
+        self.probes = 0
 
     def beat(self) -> None:
-        # Loop thread.  Keep it tiny: two stamps and one timer.
-        if self.cancelled:
-            return
-        loop = self.loop_ref()
-        if loop is None:
-            return
-        now = nanotime()
-        self.last_beat = now
-        self.due = now + self.interval_ns
-        self.handle = loop.call_later(self.interval, self.beat)
-
-    def install(self) -> None:
-        # Loop thread.
+        # Loop thread: a few stamps, nothing else.
         self.thread_id = threading.get_ident()
-        self.beat()
+        if self.idle_code is None:
+            caller = sys._getframe(1)
+            self.base = (id(caller), caller.f_code)
+        self.last_beat = nanotime()
+        self.probe_at = 0
 
-    def cancel(self) -> None:
-        self.cancelled = True
-        h = self.handle
-        if h is not None:
-            with contextlib.suppress(Exception):
-                h.cancel()
+    def is_idle(self, frame: FrameType | None) -> bool:
+        """Is the loop thread parked waiting for events (not running a callback)?"""
+        if frame is None:
+            return True  # thread gone: not a stall of ours
+        code = self.idle_code
+        if code is not None:
+            if frame.f_code is code:
+                return True
+            # A helper of select's in the same file (e.g. the netpoller's epoll wrapper).
+            back = frame.f_back
+            return (
+                back is not None
+                and back.f_code is code
+                and frame.f_code.co_filename == code.co_filename
+            )
+        base = self.base
+        return base is not None and id(frame) == base[0] and frame.f_code is base[1]
+
+    def post_probe(self, loop: Any, now: int) -> None:
+        # sysmon thread.  Stamp first: the probe may run before call_soon_threadsafe returns.
+        self.probe_at = now
+        self.probes += 1
+        try:
+            loop.call_soon_threadsafe(self.beat)
+        except RuntimeError:  # closed meanwhile
+            self.probe_at = 0
 
 
 def _running_loop_or_none() -> Any:
@@ -163,15 +197,18 @@ def _running_loop_or_none() -> Any:
         return None
 
 
-def blocking_frame(thread_id: int, limit: int = 30) -> tuple[list[str], str | None]:
-    """The Python stack of ``thread_id`` (innermost last) and its innermost line
-    ``"file:line in func: source"`` (the line the thread is blocked on)."""
-    frame = sys._current_frames().get(thread_id)
+def _frame_stack(frame: FrameType | None, limit: int) -> tuple[list[str], str | None]:
     if frame is None:
         return [], None
     summary = traceback.extract_stack(frame, limit=limit)
     lines = [f"{fs.filename}:{fs.lineno} in {fs.name}: {(fs.line or '').strip()}" for fs in summary]
     return lines, (lines[-1] if lines else None)
+
+
+def blocking_frame(thread_id: int, limit: int = 30) -> tuple[list[str], str | None]:
+    """The Python stack of ``thread_id`` (innermost last) and its innermost line
+    ``"file:line in func: source"`` (the line the thread is blocked on)."""
+    return _frame_stack(sys._current_frames().get(thread_id), limit)
 
 
 # ---------------------------------------------------------------------------------------------
@@ -197,6 +234,15 @@ def _default_grow_pool() -> None:
     fn = _sched_attr("grow_pool")
     if fn is not None:
         fn()
+
+
+def _default_mthreads() -> Iterable[int]:
+    try:
+        mpool = importlib.import_module("aiosys.native._mpool")
+    except ImportError:
+        return ()
+    tids = getattr(mpool, "tids", None)
+    return tids() if tids is not None else ()
 
 
 def _default_stats() -> dict[str, int]:
@@ -234,12 +280,16 @@ class Sysmon:
         procs: Callable[[], Iterable[Any]] | None = None,
         grow_pool: Callable[[], Any] | None = None,
         stats: Callable[[], dict[str, int]] | None = None,
+        mthreads: Callable[[], Iterable[int]] | None = None,
     ) -> None:
         self.config = config or SysmonConfig()
         self._inflight = inflight or _default_inflight
         self._procs = procs or _default_procs
         self._grow_pool = grow_pool or _default_grow_pool
         self._stats = stats or _default_stats
+        self._mthreads = mthreads or _default_mthreads
+        self._m_known: set[int] | None = None  # M tids seen last round (while tracing)
+        self._m_idle = 0
         self._watches: dict[int, _Watch] = {}  # id(loop) -> watch
         self._watch_lock = threading.Lock()
         self._reported: set[int] = set()  # goids already reported as long syscalls
@@ -251,6 +301,7 @@ class Sysmon:
         self.started_ns = 0
         self._last_trace = 0
         self._errors_seen: set[str] = set()
+        self._quiet = False
 
     # -- lifecycle ---------------------------------------------------------------------------
 
@@ -274,7 +325,7 @@ class Sysmon:
             watches = list(self._watches.values())
             self._watches.clear()
         for w in watches:
-            self._cancel_watch(w)
+            w.cancelled = True
 
     @property
     def running(self) -> bool:
@@ -299,31 +350,18 @@ class Sysmon:
             old = self._watches.get(key)
             if old is not None and old.loop_ref() is loop:
                 return
-            w = _Watch(loop, p_id, self.config.heartbeat_s())
+            w = _Watch(loop, p_id)
             self._watches[key] = w
         if _running_loop_or_none() is loop:
-            w.install()
+            w.beat()  # learn the thread (and uvloop's base frame) now
         else:
-            with contextlib.suppress(RuntimeError):  # closed loop: nothing to watch
-                loop.call_soon_threadsafe(w.install)
+            w.post_probe(loop, nanotime())
 
     def unwatch_loop(self, loop: Any) -> None:
         with self._watch_lock:
             w = self._watches.pop(id(loop), None)
         if w is not None:
-            self._cancel_watch(w)
-
-    @staticmethod
-    def _cancel_watch(w: _Watch) -> None:
-        w.cancelled = True
-        loop = w.loop_ref()
-        if loop is None or loop.is_closed():
-            return
-        if _running_loop_or_none() is loop:
-            w.cancel()
-        else:
-            with contextlib.suppress(RuntimeError):
-                loop.call_soon_threadsafe(w.cancel)
+            w.cancelled = True
 
     def watched(self) -> list[Any]:
         with self._watch_lock:
@@ -337,7 +375,9 @@ class Sysmon:
         try:
             while not self._stopping:
                 delay = backoff(idle, delay)
-                time.sleep(delay / 1e6)
+                # time.sleep: measured here, the cheapest way for a thread to wait (an
+                # Event.wait or lock timeout costs 1.5-2x the CPU per wake-up).
+                time.sleep((self.config.quiet_sleep_us() if self._quiet else delay) / 1e6)
                 if self._stopping:
                     break
                 try:
@@ -347,23 +387,31 @@ class Sysmon:
                         self._errors_seen.add(repr(exc))
                         self._alarm("sysmon_error", error=repr(exc))
                     acted = False
+                    self._quiet = False
                 idle = 0 if acted else idle + 1
         finally:
             self.cpu_ns = time.thread_time_ns()
 
     def round(self, now: int) -> bool:
-        """One sysmon pass; returns True if it did something (which resets the back-off)."""
+        """One sysmon pass; returns True if it did something (which resets the back-off).
+        Sets ``self._quiet`` when nothing is in flight and every loop is idle."""
         self.counters.rounds += 1
         acted = False
         self._adopt_procs()
-        if self._watches and self._check_loops(now):
-            acted = True
-        if self._check_inflight(now):
-            acted = True
+        loops_quiet = True
+        if self._watches:
+            acted, loops_quiet = self._check_loops(now)
+        calls_acted, busy_calls = self._check_inflight(now)
+        acted = acted or calls_acted
+        if trace.ENABLED:
+            self._check_ms()
+        else:
+            self._m_known = None
         cfg = self.config
         if cfg.schedtrace_ms > 0 and now - self._last_trace >= cfg.schedtrace_ms * 1e6:
             self._last_trace = now
             self._schedtrace(now)
+        self._quiet = loops_quiet and busy_calls == 0 and not acted and cfg.schedtrace_ms <= 0
         return acted
 
     def _alarm(self, kind: str, **fields: Any) -> None:
@@ -375,6 +423,9 @@ class Sysmon:
     def _adopt_procs(self) -> None:
         for p in self._procs():
             loop = getattr(p, "loop", None)
+            if loop is None:
+                ref = getattr(p, "loopref", None)
+                loop = ref() if ref is not None else None
             if loop is None or id(loop) in self._watches:
                 continue
             with contextlib.suppress(Exception):
@@ -382,61 +433,77 @@ class Sysmon:
                     continue
                 self.watch_loop(loop, p_id=getattr(p, "id", getattr(p, "p_id", None)))
 
-    def _check_loops(self, now: int) -> bool:
+    def _check_loops(self, now: int) -> tuple[bool, bool]:
+        """Returns (acted, every loop idle or not running)."""
         acted = False
+        quiet = True
         stall_ns = int(self.config.stall_ms * 1e6)
+        probe_ns = self.config.probe_ns()
         with self._watch_lock:
             watches = list(self._watches.items())
-        for key, w in watches:
-            loop = w.loop_ref()
-            if loop is None or loop.is_closed():
-                with self._watch_lock:
-                    if self._watches.get(key) is w:
-                        del self._watches[key]
-                continue
-            if w.thread_id is None or not loop.is_running():
-                w.running_since = 0
-                continue
-            if not w.running_since:
-                w.running_since = now
-            if w.stalled_at:
-                if w.last_beat > w.stalled_at:
+        frames = sys._current_frames()
+        try:
+            for key, w in watches:
+                loop = w.loop_ref()
+                if loop is None or loop.is_closed() or w.cancelled:
+                    with self._watch_lock:
+                        if self._watches.get(key) is w:
+                            del self._watches[key]
+                    continue
+                if w.thread_id is None or not loop.is_running():
+                    continue  # not running: the thread's own business, not a stall
+                frame = frames.get(w.thread_id)
+                if w.stalled_at:
+                    if w.last_beat > w.stalled_at or w.is_idle(frame):
+                        end = w.last_beat if w.last_beat > w.stalled_at else now
+                        self._alarm(
+                            "loop_resumed",
+                            p=w.p_id,
+                            thread_id=w.thread_id,
+                            stalled_ms=round((end - w.stall_since) / 1e6, 1),
+                        )
+                        w.stalled_at = 0
+                        acted = True
+                    else:
+                        quiet = False
+                    continue
+                if w.is_idle(frame):
+                    continue
+                quiet = False
+                if not w.probe_at:
+                    if now - w.last_beat >= probe_ns:
+                        w.post_probe(loop, now)
+                    continue
+                late = now - w.probe_at
+                if late > stall_ns:
+                    stack, line = _frame_stack(frame, self.config.stack_limit)
+                    w.stalled_at = now
+                    w.stall_since = w.probe_at
+                    self.counters.stalls += 1
                     self._alarm(
-                        "loop_resumed",
+                        "loop_stalled",
                         p=w.p_id,
                         thread_id=w.thread_id,
-                        stalled_ms=round((w.last_beat - w.stall_start) / 1e6, 1),
+                        stalled_ms=round(late / 1e6, 1),
+                        threshold_ms=self.config.stall_ms,
+                        blocking_line=line,
+                        stack=stack,
                     )
-                    w.stalled_at = 0
                     acted = True
-                continue
-            since = max(w.due, w.running_since)
-            late = now - since
-            if late > stall_ns:
-                stack, line = blocking_frame(w.thread_id, self.config.stack_limit)
-                w.stalled_at = now
-                w.stall_start = since
-                self.counters.stalls += 1
-                self._alarm(
-                    "loop_stalled",
-                    p=w.p_id,
-                    thread_id=w.thread_id,
-                    stalled_ms=round(late / 1e6, 1),
-                    threshold_ms=self.config.stall_ms,
-                    blocking_line=line,
-                    stack=stack,
-                )
-                acted = True
-        return acted
+        finally:
+            del frames
+        return acted, quiet
 
-    def _check_inflight(self, now: int) -> bool:
+    def _check_inflight(self, now: int) -> tuple[bool, int]:
+        """Returns (acted, calls still in flight)."""
         gs = list(self._inflight())
         if not gs and not self._reported:
-            return False
+            return False, 0
         cfg = self.config
         syscall_ns = int(cfg.syscall_ms * 1e6)
         acted = False
         live: set[int] = set()
+        busy = 0
         oldest_wait = 0
         waiting = 0
         for g in gs:
@@ -444,6 +511,7 @@ class Sysmon:
             live.add(goid)
             if g.t_end:
                 continue
+            busy += 1
             t_start = g.t_start
             if not t_start:
                 waiting += 1
@@ -480,7 +548,30 @@ class Sysmon:
                     m_busy=st.get("m_busy"),
                 )
                 acted = True
-        return acted
+        return acted, busy
+
+    def _check_ms(self) -> None:
+        """M events, sampled: the Ms are C pthreads that never run Python, so their spawn and
+        exit are seen here as changes of the pool's thread list, and parking as changes of
+        its idle count (only while tracing is on)."""
+        tids = set(self._mthreads())
+        m_idle = int(self._stats().get("m_idle", 0))
+        known = self._m_known
+        self._m_known = tids
+        if known is None:  # first round with tracing on: the baseline
+            self._m_idle = m_idle
+            return
+        n = len(tids)
+        for tid in sorted(tids - known):
+            trace.m_event("spawn", tid, m_threads=n)
+        for tid in sorted(known - tids):
+            trace.m_event("exit", tid, m_threads=n)
+        delta = m_idle - self._m_idle
+        self._m_idle = m_idle
+        if delta > 0:
+            trace.m_event("park", -1, count=delta, m_idle=m_idle)
+        elif delta < 0:
+            trace.m_event("unpark", -1, count=-delta, m_idle=m_idle)
 
     def _schedtrace(self, now: int) -> None:
         from . import schedtrace

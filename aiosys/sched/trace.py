@@ -14,9 +14,14 @@ used by the CLI and the examples).  See ``aiosys/trace.py`` for the public switc
 Events (``event`` key, then fields):
 
 ``entersyscall``  syscall, fd, goid, p, queue_depth             (loop thread, G -> _Gsyscall)
-``exitsyscall``   syscall, fd, goid, p, path (fast|slow), wait_us (queued, waiting for an M),
-                  run_us (inside the syscall on the M), total_us (t_enter -> t_end)
-``m_spawn`` / ``m_park`` / ``m_exit`` (or ``m_<kind>``)   m, and the fields the pool gives
+``exitsyscall``   syscall, fd, goid, p, path (fast|slow), m (the M that ran it, when known),
+                  wait_us (queued, waiting for an M), run_us (inside the syscall on the M),
+                  total_us (t_enter -> t_end)
+``m_spawn`` / ``m_exit``   m (the M's Linux tid), m_threads: the Ms are C pthreads that never
+                  run Python, so sysmon reports them by sampling the pool (each round while
+                  tracing is on); ``m_park`` / ``m_unpark``: count (Ms that went idle / woke
+                  since the last round), m_idle.  The scheduler's own ``m_<kind>`` events
+                  (``m_grow``) go through :func:`m_event` too.
 ``sysmon_alarm``  kind (loop_stalled, long_syscall, grow_pool, ...), and the alarm's fields
 
 The µs figures come from the G record's nanotime stamps (``t_enter`` on the loop, ``t_start``
@@ -114,6 +119,7 @@ def exitsyscall(g: GRecord, path: str) -> None:
         goid=g.goid,
         p=g.p_id,
         path=path,
+        m=getattr(g, "m_id", None),
         wait_us=_us(t_enter, t_start),
         run_us=_us(t_start, t_end),
         total_us=_us(t_enter, t_end),

@@ -49,11 +49,11 @@ async def _stall_once(s: Sysmon, *, watch: bool = True) -> None:
             if loop in s.watched():
                 break
             await asyncio.sleep(0.01)
-    await asyncio.sleep(0.06)  # a few heartbeats while all is well
+    await asyncio.sleep(0.06)  # sysmon sees the loop idle, then busy for a moment
     assert "loop_stalled" not in _kinds(s)
     loop.call_soon(_block_the_loop)
     await asyncio.sleep(0)
-    # Back after the block; give sysmon a bounded moment to see the heartbeat again.
+    # Back after the block; give sysmon a bounded moment to see it resume.
     for _ in range(200):
         if "loop_resumed" in _kinds(s):
             break
@@ -120,15 +120,55 @@ def test_stall_alarm_is_a_structlog_warning_when_tracing() -> None:
     assert "time.sleep(BLOCK_S)" in stalled["blocking_line"]
 
 
-def test_idle_and_stopped_loops_are_not_stalls() -> None:
+@pytest.mark.parametrize(
+    "factory",
+    [asyncio.new_event_loop, uvloop.new_event_loop],
+    ids=["asyncio", "uvloop"],
+)
+def test_idle_and_stopped_loops_are_not_stalls_and_not_probed(
+    factory: Callable[[], asyncio.AbstractEventLoop],
+) -> None:
     s = Sysmon(SysmonConfig(stall_ms=STALL_MS), inflight=list, procs=list, stats=dict)
     s.start()
-    loop = asyncio.new_event_loop()
+    loop = factory()
     try:
         s.watch_loop(loop)
         loop.run_until_complete(asyncio.sleep(0.15))  # idle, parked in the selector
         time.sleep(0.15)  # loop not running: the thread's business, not a stall
         loop.run_until_complete(asyncio.sleep(0.05))
+        (w,) = s._watches.values()
+        # An idle loop is not woken: the first probe (to learn the thread) and perhaps one
+        # per run_until_complete (new base frame), nothing per round.
+        assert w.probes <= 3, w.probes
+    finally:
+        loop.close()
+        s.stop()
+    assert "loop_stalled" not in _kinds(s)
+
+
+async def _busy(seconds: float) -> None:
+    end = time.monotonic() + seconds
+    while time.monotonic() < end:
+        time.sleep(0.001)  # short callbacks, each well under the threshold
+        await asyncio.sleep(0)
+
+
+@pytest.mark.parametrize(
+    "factory",
+    [asyncio.new_event_loop, uvloop.new_event_loop],
+    ids=["asyncio", "uvloop"],
+)
+def test_busy_loop_of_short_callbacks_is_probed_not_stalled(
+    factory: Callable[[], asyncio.AbstractEventLoop],
+) -> None:
+    s = Sysmon(SysmonConfig(stall_ms=150.0), inflight=list, procs=list, stats=dict)
+    s.start()
+    loop = factory()
+    try:
+        s.watch_loop(loop)
+        loop.run_until_complete(_busy(0.3))
+        (w,) = s._watches.values()
+        assert w.probes >= 2
     finally:
         loop.close()
         s.stop()
