@@ -574,6 +574,8 @@ def epoll_wait(epfd: int, buf: EventBuffer, timeout_ms: int) -> int:
     recomputes its timeout).  ``timeout_ms`` < 0 waits forever."""
     try:
         n = _epoll_wait(epfd, buf._arr, buf.capacity, timeout_ms)
+    except AttributeError:
+        raise TypeError(f"an EventBuffer is required, not {type(buf).__name__}") from None
     except OverflowError as exc:  # no cost unless raised (zero-cost try in 3.11)
         raise out_of_range(exc) from None
     if n < 0:
@@ -586,6 +588,8 @@ def epoll_pwait2(epfd: int, buf: EventBuffer, timeout_ns: int) -> int:
     before).  ``timeout_ns`` < 0 waits forever."""
     try:
         n = _epoll_pwait2(epfd, buf._arr, buf.capacity, timeout_ns)
+    except AttributeError:
+        raise TypeError(f"an EventBuffer is required, not {type(buf).__name__}") from None
     except OverflowError as exc:
         raise out_of_range(exc) from None
     if n < 0:
