@@ -15,8 +15,11 @@ Scheduler hooks (aiosys loop only; attach mode returns False)::
     p.add_close_hook(cb)
 
 ``before_park()`` runs before an ``epoll_wait`` that would block (timeout != 0); if any returns
-False the wait uses timeout 0.  ``after_park()`` runs after every wait for which
-``before_park`` ran.  The process-wide fd reference table is :mod:`aiosys.netpoll.fdtable`.
+False (work is pending) the wait uses timeout 0.  ``after_park()`` runs after *every*
+``epoll_wait`` of the loop once hooks are installed, blocking or not: it follows each
+``before_park`` (clear the "parked" flag there) and it is also the per-iteration drain point
+(Go's ``netpoll(0)``), so completions are drained even on a loop that never blocks.  Both run
+on the loop thread.  The process-wide fd reference table is :mod:`aiosys.netpoll.fdtable`.
 """
 
 from __future__ import annotations
