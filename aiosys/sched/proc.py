@@ -91,6 +91,8 @@ _nanotime: Final = ll.nanotime
 _SEEK_CUR: Final = os.SEEK_CUR
 _SYS_CLOSE: Final = ll.SYS["close"]
 _SYS_LSEEK: Final = ll.SYS["lseek"]
+_SYS_FLOCK: Final = ll.SYS["flock"]
+_LOCK_UN: Final = 8
 
 # ---------------------------------------------------------------------------------------------
 # The pool's configuration
@@ -316,8 +318,9 @@ def _newp(loop: asyncio.AbstractEventLoop) -> P:
         if add_close is not None:
             add_close(p.close)
             hooked = True
-    if not hooked:
-        _wrap_close(loop, p)
+    # Also on close() itself: the close hook of an attached netpoller may run later than the
+    # loop's close (handoffp is idempotent).
+    _wrap_close(loop, p, hooked)
     with _plock:
         _allp[p.id] = p
         _p_by_loop[loop] = p
@@ -325,7 +328,7 @@ def _newp(loop: asyncio.AbstractEventLoop) -> P:
     return p
 
 
-def _wrap_close(loop: asyncio.AbstractEventLoop, p: P) -> None:
+def _wrap_close(loop: asyncio.AbstractEventLoop, p: P, hooked: bool) -> None:
     """Without a netpoller close hook, run handoffp when the loop's close() is called
     (the instance attribute shadows the class method, for asyncio and uvloop loops), and at
     the latest when the loop is collected."""
@@ -337,7 +340,8 @@ def _wrap_close(loop: asyncio.AbstractEventLoop, p: P) -> None:
 
     with contextlib.suppress(AttributeError):  # a loop without __dict__: finalize only
         loop.close = close  # type: ignore[method-assign]
-    weakref.finalize(loop, handoffp, p)
+    if not hooked:
+        weakref.finalize(loop, handoffp, p)
 
 
 # ---------------------------------------------------------------------------------------------
@@ -452,16 +456,19 @@ def exitsyscall0(g: G) -> None:
     """Slow path: nobody will take this result.  Run the orphan finalizer, which loses
     nothing and leaks nothing, log what it did, and let calls that queued behind this one on
     the same fd go on."""
+    # The fd reference is dropped only after the finalizer ran: it may lseek/flock the fd,
+    # and a pending close must not free the number before that.
+    release = g.state is _Gsyscall and g.fd >= 0  # else the fast path already dropped it
     if g.state is _Gsyscall:
         casgstatus(g, _Gsyscall, _Gdead)
-        if g.fd >= 0:
-            fd_release(g.fd)
     else:
-        casgstatus(g, _Grunnable, _Gdead)  # fd reference already dropped by the fast path
+        casgstatus(g, _Grunnable, _Gdead)
     counters.exits_slow += 1
     try:
         _finalize_orphan(g)
     finally:
+        if release:
+            fd_release(g.fd)
         g.keep = None  # the M is done: buffers may go now
         if _fd_orphans.get(g.fd) is g:
             del _fd_orphans[g.fd]
@@ -498,6 +505,9 @@ def _finalize_orphan(g: G) -> None:
         else:
             log.info("aiosys: cancelled read on fd %d: offset rewound by %d", g.fd, r)
         counters.orphan_bytes_kept += r
+    elif kind == "flock" and r == 0:
+        ll.raw3(_SYS_FLOCK, g.fd, _LOCK_UN)
+        log.info("aiosys: cancelled flock on fd %d was granted: released again", g.fd)
     elif kind == "write":
         counters.orphan_writes_reported += 1
         log.warning("aiosys: cancelled %s on fd %d wrote %d bytes", g.syscall, g.fd, r)
@@ -566,14 +576,15 @@ def cancelsyscall(p: P, g: G) -> None:
 class ReadKeep:
     """What a handed-off read keeps alive: the buffer the M writes into and its pin."""
 
-    __slots__ = ("buf", "pin")
+    __slots__ = ("buf", "pin", "start")
 
-    def __init__(self, buf: bytearray, pin: object) -> None:
+    def __init__(self, buf: bytearray, pin: object, start: int = 0) -> None:
         self.buf = buf
         self.pin = pin
+        self.start = start  # where the kernel writes (an aligned offset for O_DIRECT)
 
     def data(self, n: int) -> bytes:
-        return bytes(memoryview(self.buf)[:n])
+        return bytes(memoryview(self.buf)[self.start : self.start + n])
 
 
 # ---------------------------------------------------------------------------------------------

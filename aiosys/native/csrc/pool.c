@@ -186,7 +186,7 @@ static void pool_init_once(void)
 {
     pthread_mutex_init(&pool.mu, NULL);
     pthread_cond_init(&pool.drained_cv, NULL);
-    pool.max_threads = 256;
+    pool.max_threads = 128;
     pool.idle_timeout_ns = 10LL * 1000000000LL; /* Go's sysmon retires idle Ms lazily too */
     pool.worker_spin_ns = 0;
     pool.full_mode = AIOSYS_POOL_FULL_WAIT;

@@ -1,0 +1,898 @@
+"""The public awaitable system calls: where each call goes (DESIGN.md, the heart of it).
+
+Routes, decided per call:
+
+1. **Pollable fd** (pipe, socket, tty, eventfd...): the netpoller.  If the fd already has a
+   PollDesc the call goes straight there; otherwise the inline ``RWF_NOWAIT`` try below
+   answers EAGAIN and the fd is registered and parked on.  Never a thread.
+2. **Regular-file read**: ``preadv2(..., RWF_NOWAIT)`` inline.  A page-cache hit returns with
+   no handoff.  EAGAIN hands off to an M.  EOPNOTSUPP / EINVAL / EPERM / ENOSYS (tmpfs here)
+   turn the fast path off *for that fd* and hand off from then on.  ``O_DIRECT`` fds skip it
+   (a direct read would wait for the device on the loop thread).  A short read is returned
+   as POSIX allows; nothing is lost.
+3. **Non-blocking calls** (``sysnb``: fcntl F_GETFL, a NOWAIT try): inline.
+4. **Everything else** (openat, statx, fsync, getdents64, regular-file writes, which ext4
+   refuses under RWF_NOWAIT here): handed off (``entersyscall``), or straight to an M with no
+   inline try when the call is known to block (``entersyscallblock``).
+
+The inline fast path uses CPython's ``os.preadv``/``os.pwritev`` (preadv2/pwritev2 with
+flags): measured here it costs ~1 µs less per call than a cffi call, which releases and
+re-takes the GIL around the trap.
+
+Cancellation: a cancelled call that an M already runs keeps running; its completion goes to
+the orphan finalizer (:mod:`aiosys.sched.proc`): an fd it opened is closed, bytes it read are
+put back (offset rewound, or kept for the next :func:`read`), a write that happened is
+logged.  Later reads/writes of the same fd wait for it, so bytes stay in order.
+
+Per-fd facts (fast path off, O_DIRECT, pollable or not) are cached by fd number and dropped
+by :func:`close` and :func:`open`.  An fd closed behind aiosys's back and reused keeps the
+old facts: the cost is a needless handoff or one inline try, never a wrong result.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import errno
+import importlib
+import os
+import stat as _stat
+import struct
+from collections.abc import Sequence
+from typing import Any, Final, NamedTuple
+
+from . import netpoll
+from .native import _lowlevel as ll
+from .native import _mpool
+from .netpoll import fdtable
+from .sched import proc
+from .sched.stats import counters
+
+__all__ = [
+    "DirEntry",
+    "PoolExhaustedError",
+    "chmod",
+    "close",
+    "copy_file_range",
+    "fallocate",
+    "fdatasync",
+    "flock",
+    "fstat",
+    "fsync",
+    "ftruncate",
+    "listdir",
+    "lstat",
+    "mkdir",
+    "open",
+    "pread",
+    "preadv",
+    "pwrite",
+    "pwritev",
+    "read",
+    "readinto",
+    "readlink",
+    "rename",
+    "rmdir",
+    "scandir",
+    "sendfile",
+    "splice",
+    "stat",
+    "symlink",
+    "syscall",
+    "unlink",
+    "write",
+]
+
+PoolExhaustedError = _mpool.PoolExhaustedError
+
+_SYS: Final = ll.SYS
+_T_READ: Final = _SYS["read"]
+_T_WRITE: Final = _SYS["write"]
+_T_PREAD: Final = _SYS["pread64"]
+_T_PWRITE: Final = _SYS["pwrite64"]
+_T_OPENAT: Final = _SYS["openat"]
+_T_CLOSE: Final = _SYS["close"]
+_T_FCNTL: Final = _SYS["fcntl"]
+_T_STATX: Final = _SYS["statx"]
+_T_FSYNC: Final = _SYS["fsync"]
+_T_FDATASYNC: Final = _SYS["fdatasync"]
+_T_FTRUNCATE: Final = _SYS["ftruncate"]
+_T_FALLOCATE: Final = _SYS["fallocate"]
+_T_GETDENTS64: Final = _SYS["getdents64"]
+_T_UNLINKAT: Final = _SYS["unlinkat"]
+_T_RENAMEAT2: Final = _SYS.get("renameat2", -1)
+_T_RENAMEAT: Final = _SYS.get("renameat", -1)
+_T_MKDIRAT: Final = _SYS["mkdirat"]
+_T_READLINKAT: Final = _SYS["readlinkat"]
+_T_SYMLINKAT: Final = _SYS["symlinkat"]
+_T_FCHMODAT: Final = _SYS["fchmodat"]
+_T_SENDFILE: Final = _SYS["sendfile"]
+_T_SPLICE: Final = _SYS["splice"]
+_T_COPY_FILE_RANGE: Final = _SYS["copy_file_range"]
+_T_FLOCK: Final = _SYS["flock"]
+
+_AT_FDCWD: Final = -100
+_AT_SYMLINK_NOFOLLOW: Final = 0x100
+_AT_REMOVEDIR: Final = 0x200
+_AT_EMPTY_PATH: Final = 0x1000
+_STATX_BASIC_STATS: Final = 0x7FF
+_F_GETFL: Final = 3
+_O_DIRECT: Final = os.O_DIRECT
+_RWF_NOWAIT: Final = os.RWF_NOWAIT
+
+# Errors that mean "this fd cannot do RWF_NOWAIT": turn the fast path off for it.
+_NOWAIT_UNSUPPORTED: Final = frozenset({errno.EOPNOTSUPP, errno.EINVAL, errno.EPERM,
+                                        errno.ENOSYS})
+
+# Per-fd facts, bit flags.
+_RNOWAIT_OFF: Final = 1  # reads: no inline RWF_NOWAIT try
+_WNOWAIT_OFF: Final = 2  # writes: no inline RWF_NOWAIT try
+_KNOWN_FILE: Final = 4  # fstat said: not pollable (regular file, directory, block device...)
+_KNOWN_POLL: Final = 8  # fstat said: may be pollable (fifo, socket, character device)
+_DIRECT: Final = 16  # O_DIRECT: aligned buffers, no inline try
+
+_fdinfo: dict[int, int] = {}
+_preadv: Final = os.preadv
+_pwritev: Final = os.pwritev
+_raw3: Final = ll.raw3
+_check: Final = ll.check
+_pushback: Final = proc._pushback
+_fd_orphans: Final = proc._fd_orphans
+
+
+def _probe(fd: int) -> int:
+    """First sight of ``fd``: O_DIRECT skips the read fast path (fcntl is sysnb)."""
+    fl = _raw3(_T_FCNTL, fd, _F_GETFL)
+    if fl < 0:
+        raise ll.oserror(-fl)
+    info = _RNOWAIT_OFF | _WNOWAIT_OFF | _DIRECT if fl & _O_DIRECT else 0
+    _fdinfo[fd] = info
+    return info
+
+
+def _classify(fd: int) -> int:
+    """Whether ``fd`` may be pollable (fstat, once per fd)."""
+    info = _fdinfo.get(fd)
+    if info is None:
+        info = _probe(fd)
+    if info & (_KNOWN_FILE | _KNOWN_POLL):
+        return info
+    mode = os.fstat(fd).st_mode
+    if _stat.S_ISFIFO(mode) or _stat.S_ISSOCK(mode) or _stat.S_ISCHR(mode):
+        info |= _KNOWN_POLL
+    else:
+        info |= _KNOWN_FILE
+    _fdinfo[fd] = info
+    return info
+
+
+def _disable_nowait(fd: int, bit: int) -> None:
+    _fdinfo[fd] = _fdinfo.get(fd, 0) | bit
+    counters.nowait_disabled += 1
+
+
+def _forget(fd: int) -> None:
+    _fdinfo.pop(fd, None)
+    proc.forget_fd(fd)
+
+
+def _is_registered(fd: int) -> bool:
+    f = getattr(netpoll, "is_registered", None)
+    return bool(f(fd)) if f is not None else False
+
+
+# ---------------------------------------------------------------------------------------------
+# The handoff
+# ---------------------------------------------------------------------------------------------
+
+_Words = tuple[int, int, int, int, int, int]
+
+
+async def _handoff(
+    name: str,
+    trap: int,
+    args: _Words,
+    fd: int = -1,
+    keep: object = None,
+    kind: str = "",
+    *,
+    block: bool = False,
+    flags: int = 0,
+) -> int:
+    """entersyscall -> an M -> exitsyscall.  Returns the raw kernel result (or -errno)."""
+    p = proc.getp()
+    if block:
+        g = proc.entersyscallblock(p, name, trap, args, fd, keep, kind, flags)
+    else:
+        g = proc.entersyscall(p, name, trap, args, fd, keep, kind, flags)
+    return await proc.wait(p, g)
+
+
+async def _wait_fd(fd: int, write: bool) -> None:
+    """Readiness wait on the running loop (used when the netpoller has no awaitable for
+    this operation)."""
+    waiter = getattr(netpoll, "wait_writable" if write else "wait_readable", None)
+    if waiter is not None:
+        counters.netpoll_waits += 1
+        await waiter(fd)
+        return
+    loop = asyncio.get_running_loop()
+    fut: asyncio.Future[None] = loop.create_future()
+    add = loop.add_writer if write else loop.add_reader
+    remove = loop.remove_writer if write else loop.remove_reader
+    add(fd, proc._set_none, fut)
+    counters.netpoll_waits += 1
+    try:
+        await fut
+    finally:
+        remove(fd)
+
+
+async def _settle(fd: int) -> None:
+    """Wait until no cancelled read/write of ``fd`` still runs on an M (byte order)."""
+    if fd in _fd_orphans:
+        await proc.wait_orphan(fd)
+
+
+# ---------------------------------------------------------------------------------------------
+# read
+# ---------------------------------------------------------------------------------------------
+
+
+async def read(fd: int, n: int) -> bytes:
+    """Read up to ``n`` bytes from ``fd`` at its file position (``b""`` at end of file).
+
+    Never blocks the event loop: pollable fds wait on the netpoller, page-cached file data
+    is read inline, anything else is handed off to an M.
+
+    :raises OSError: the kernel's error (EBADF for an fd being closed).
+    """
+    if n < 0:
+        raise ValueError("negative count")
+    if _pushback and fd in _pushback:
+        return proc.take_pushback(fd, n) or b""
+    if _fd_orphans and fd in _fd_orphans:
+        await _settle(fd)
+        if fd in _pushback:
+            return proc.take_pushback(fd, n) or b""
+    if _is_registered(fd):
+        return await _poll_read(fd, n)
+    info = _fdinfo.get(fd)
+    if info is None:
+        info = _probe(fd)
+    if not info & _RNOWAIT_OFF:
+        buf = bytearray(n)
+        try:
+            r = _preadv(fd, [buf], -1, _RWF_NOWAIT)
+        except BlockingIOError:
+            counters.nowait_misses += 1
+        except OSError as exc:
+            if exc.errno not in _NOWAIT_UNSUPPORTED:
+                raise
+            _disable_nowait(fd, _RNOWAIT_OFF)
+        else:
+            counters.nowait_hits += 1
+            counters.inline_hits += 1
+            if r != n:
+                del buf[r:]
+            return bytes(buf)
+    if _classify(fd) & _KNOWN_POLL:
+        data = await _poll_read(fd, n)
+        if data is not None:
+            return data
+    return await _handoff_read(fd, n)
+
+
+async def _poll_read(fd: int, n: int) -> bytes:
+    """Read a (maybe) pollable fd through the netpoller; a fd epoll refuses is marked a file
+    and handed off."""
+    np_read = getattr(netpoll, "read", None)
+    if np_read is not None:
+        try:
+            data: bytes = await np_read(fd, n)
+            return data
+        except netpoll_not_pollable():
+            _fdinfo[fd] = (_fdinfo.get(fd, 0) & ~_KNOWN_POLL) | _KNOWN_FILE | _RNOWAIT_OFF
+            return await _handoff_read(fd, n)
+    # No netpoller awaitable: wait for readiness, then try again without blocking.
+    while True:
+        buf = bytearray(n)
+        try:
+            r = _preadv(fd, [buf], -1, _RWF_NOWAIT)
+        except BlockingIOError:
+            try:
+                await _wait_fd(fd, write=False)
+            except PermissionError:  # epoll refuses it: not pollable after all
+                _fdinfo[fd] = _fdinfo.get(fd, 0) | _KNOWN_FILE | _RNOWAIT_OFF
+                return await _handoff_read(fd, n)
+            counters.netpoll_wakeups += 1
+            continue
+        except OSError as exc:
+            if exc.errno not in _NOWAIT_UNSUPPORTED:
+                raise
+            _disable_nowait(fd, _RNOWAIT_OFF)
+            return await _handoff_read(fd, n)
+        del buf[r:]
+        return bytes(buf)
+
+
+def netpoll_not_pollable() -> type[OSError]:
+    exc = getattr(netpoll, "NotPollableError", None)
+    return exc if exc is not None else _NeverRaised
+
+
+class _NeverRaised(OSError):
+    pass
+
+
+_ALIGN: Final = 4096  # O_DIRECT wants the buffer aligned to the logical block size
+
+
+async def _handoff_read(fd: int, n: int, offset: int = -1) -> bytes:
+    direct = bool(_fdinfo.get(fd, 0) & _DIRECT)
+    buf = bytearray(n + _ALIGN if direct else n)
+    pin = ll.pin_buffer(buf, writable=True)
+    start = (-pin.addr) % _ALIGN if direct else 0
+    addr = pin.addr + start
+    keep = proc.ReadKeep(buf, pin, start)
+    if offset < 0:
+        r = await _handoff("read", _T_READ, (fd, addr, n, 0, 0, 0), fd, keep, "read")
+    else:
+        r = await _handoff("pread64", _T_PREAD, (fd, addr, n, offset, 0, 0), fd, keep,
+                           "pread")
+    _check(r)
+    if r > n:  # Go issue 61060: never trust a count larger than what was asked
+        raise OSError(errno.EIO, f"read reported {r} bytes of {n}")
+    data = keep.data(r)
+    pin.release()
+    return data
+
+
+async def readinto(fd: int, buf: Any) -> int:
+    """Read into a writable bytes-like object; returns the count.  A cancelled handed-off
+    read never writes into ``buf`` afterwards (the M reads into a private buffer)."""
+    view = memoryview(buf).cast("B")
+    if view.readonly:
+        raise TypeError("readinto() needs a writable buffer")
+    data = await read(fd, len(view))
+    view[: len(data)] = data
+    return len(data)
+
+
+async def pread(fd: int, n: int, offset: int) -> bytes:
+    """Read up to ``n`` bytes at ``offset`` without moving the file position.
+
+    :raises OSError: the kernel's error (ESPIPE for a pipe or socket).
+    """
+    if n < 0 or offset < 0:
+        raise ValueError("negative count or offset")
+    info = _fdinfo.get(fd)
+    if info is None:
+        info = _probe(fd)
+    if not info & _RNOWAIT_OFF:
+        buf = bytearray(n)
+        try:
+            r = _preadv(fd, [buf], offset, _RWF_NOWAIT)
+        except BlockingIOError:
+            counters.nowait_misses += 1
+        except OSError as exc:
+            if exc.errno not in _NOWAIT_UNSUPPORTED:
+                raise
+            _disable_nowait(fd, _RNOWAIT_OFF)
+        else:
+            counters.nowait_hits += 1
+            counters.inline_hits += 1
+            if r != n:
+                del buf[r:]
+            return bytes(buf)
+    return await _handoff_read(fd, n, offset)
+
+
+async def preadv(fd: int, buffers: Sequence[Any], offset: int) -> int:
+    """Scatter-read into ``buffers`` at ``offset``; returns the total count."""
+    views = [memoryview(b).cast("B") for b in buffers]
+    total = sum(len(v) for v in views)
+    info = _fdinfo.get(fd)
+    if info is None:
+        info = _probe(fd)
+    if not info & _RNOWAIT_OFF:
+        try:
+            r: int = _preadv(fd, views, offset, _RWF_NOWAIT)
+        except BlockingIOError:
+            counters.nowait_misses += 1
+        except OSError as exc:
+            if exc.errno not in _NOWAIT_UNSUPPORTED:
+                raise
+            _disable_nowait(fd, _RNOWAIT_OFF)
+        else:
+            counters.nowait_hits += 1
+            counters.inline_hits += 1
+            return r
+    data = await _handoff_read(fd, total, offset)
+    pos = 0
+    for v in views:
+        chunk = data[pos : pos + len(v)]
+        v[: len(chunk)] = chunk
+        pos += len(chunk)
+        if pos >= len(data):
+            break
+    return len(data)
+
+
+# ---------------------------------------------------------------------------------------------
+# write
+# ---------------------------------------------------------------------------------------------
+
+
+async def write(fd: int, data: Any) -> int:
+    """Write ``data`` at the file position; returns the count (maybe short, as POSIX allows).
+
+    Pollable fds wait on the netpoller; a regular-file write is handed off (ext4 refuses
+    buffered writes under RWF_NOWAIT here).  A cancelled handed-off write may still happen:
+    it is then logged (``aiosys.sched`` logger) and counted in ``orphan_writes_reported``.
+    """
+    if _fd_orphans and fd in _fd_orphans:
+        await _settle(fd)
+    if _is_registered(fd):
+        return await _poll_write(fd, data)
+    info = _fdinfo.get(fd)
+    if info is None:
+        info = _probe(fd)
+    if not info & _WNOWAIT_OFF:
+        try:
+            r: int = _pwritev(fd, [data], -1, _RWF_NOWAIT)
+        except BlockingIOError:
+            counters.nowait_misses += 1
+        except OSError as exc:
+            if exc.errno not in _NOWAIT_UNSUPPORTED:
+                raise
+            _disable_nowait(fd, _WNOWAIT_OFF)
+        else:
+            counters.inline_hits += 1
+            return r
+    if _classify(fd) & _KNOWN_POLL:
+        return await _poll_write(fd, data)
+    return await _handoff_write(fd, data, -1)
+
+
+async def _poll_write(fd: int, data: Any) -> int:
+    np_write = getattr(netpoll, "write", None)
+    if np_write is not None:
+        try:
+            n: int = await np_write(fd, data)
+            return n
+        except netpoll_not_pollable():
+            _fdinfo[fd] = (_fdinfo.get(fd, 0) & ~_KNOWN_POLL) | _KNOWN_FILE | _WNOWAIT_OFF
+            return await _handoff_write(fd, data, -1)
+    while True:
+        try:
+            r: int = _pwritev(fd, [data], -1, _RWF_NOWAIT)
+            return r
+        except BlockingIOError:
+            try:
+                await _wait_fd(fd, write=True)
+            except PermissionError:
+                _fdinfo[fd] = _fdinfo.get(fd, 0) | _KNOWN_FILE | _WNOWAIT_OFF
+                return await _handoff_write(fd, data, -1)
+            counters.netpoll_wakeups += 1
+        except OSError as exc:
+            if exc.errno not in _NOWAIT_UNSUPPORTED:
+                raise
+            _disable_nowait(fd, _WNOWAIT_OFF)
+            return await _handoff_write(fd, data, -1)
+
+
+async def _handoff_write(fd: int, data: Any, offset: int) -> int:
+    pin = ll.pin_buffer(data, writable=False)
+    n = pin.size
+    if offset < 0:
+        r = await _handoff("write", _T_WRITE, (fd, pin.addr, n, 0, 0, 0), fd, pin, "write")
+    else:
+        r = await _handoff("pwrite64", _T_PWRITE, (fd, pin.addr, n, offset, 0, 0), fd, pin,
+                           "write")
+    _check(r)
+    if r > n:
+        raise OSError(errno.EIO, f"write reported {r} bytes of {n}")
+    pin.release()
+    return r
+
+
+async def pwrite(fd: int, data: Any, offset: int) -> int:
+    """Write ``data`` at ``offset`` without moving the file position; returns the count."""
+    if offset < 0:
+        raise ValueError("negative offset")
+    if _fd_orphans and fd in _fd_orphans:
+        await _settle(fd)
+    info = _fdinfo.get(fd)
+    if info is None:
+        info = _probe(fd)
+    if not info & _WNOWAIT_OFF:
+        try:
+            r: int = _pwritev(fd, [data], offset, _RWF_NOWAIT)
+        except BlockingIOError:
+            counters.nowait_misses += 1
+        except OSError as exc:
+            if exc.errno not in _NOWAIT_UNSUPPORTED:
+                raise
+            _disable_nowait(fd, _WNOWAIT_OFF)
+        else:
+            counters.inline_hits += 1
+            return r
+    return await _handoff_write(fd, data, offset)
+
+
+async def pwritev(fd: int, buffers: Sequence[Any], offset: int) -> int:
+    """Gather-write ``buffers`` at ``offset``; returns the total count."""
+    return await pwrite(fd, b"".join(bytes(memoryview(b)) for b in buffers), offset)
+
+
+# ---------------------------------------------------------------------------------------------
+# open / close
+# ---------------------------------------------------------------------------------------------
+
+
+async def open(  # noqa: A001 - the name mirrors os.open on purpose
+    path: Any, flags: int = os.O_RDONLY, mode: int = 0o666, *, dir_fd: int | None = None
+) -> int:
+    """``openat(2)`` on an M; the fd always has ``O_CLOEXEC``.  If the awaiting task is
+    cancelled after the kernel opened the file, the fd is closed (never leaked).
+
+    :raises OSError: the kernel's error, with ``filename``.
+    """
+    pin = ll.pin_path(path)
+    dfd = _AT_FDCWD if dir_fd is None else dir_fd
+    r = await _handoff(
+        "openat",
+        _T_OPENAT,
+        (dfd, pin.addr, flags | os.O_CLOEXEC, mode, 0, 0),
+        -1,
+        pin,
+        "open",
+        block=True,
+        flags=_mpool.F_CLOSE_ORPHAN,
+    )
+    fd = _check(r, path)
+    _forget(fd)
+    return fd
+
+
+async def close(fd: int) -> None:
+    """Close ``fd`` through the fd reference table: netpoll waiters wake with the "closed"
+    error, and if a handed-off call still uses the fd the real ``close(2)`` happens when it
+    returns, so its number cannot be reused under it (the error of such a deferred close is
+    logged).  ``close(2)`` itself runs inline: on Linux it only drops a reference.
+
+    :raises OSError: EBADF if ``fd`` is not open or a close of it is already pending.
+    """
+    _forget(fd)
+    errors: list[int] = []
+    in_call = [True]
+
+    def closer(fd: int) -> None:
+        r = _raw3(_T_CLOSE, fd)
+        if r < 0 and r != -errno.EINTR:  # EINTR: Linux released the fd anyway
+            if in_call[0]:
+                errors.append(-r)
+            else:
+                proc.log.warning("aiosys: deferred close of fd %d failed: %s", fd,
+                                 errno.errorcode.get(-r, str(-r)))
+
+    try:
+        fdtable.fd_close(fd, closer)
+    finally:
+        in_call[0] = False
+    if errors:
+        raise ll.oserror(errors[0])
+
+
+# ---------------------------------------------------------------------------------------------
+# stat (statx)
+# ---------------------------------------------------------------------------------------------
+
+_STATX_SIZE: Final = 256
+_statx_head: Final = struct.Struct("=IIQIIIHHQQQQ")
+_ts: Final = struct.Struct("=qI")
+
+
+def _statx_result(raw: bytes) -> os.stat_result:
+    (_mask, blksize, _attrs, nlink, uid, gid, mode, _pad, ino, size, blocks, _amask) = (
+        _statx_head.unpack_from(raw, 0)
+    )
+    a_s, a_ns = _ts.unpack_from(raw, 0x40)
+    c_s, c_ns = _ts.unpack_from(raw, 0x60)
+    m_s, m_ns = _ts.unpack_from(raw, 0x70)
+    rmaj, rmin, dmaj, dmin = struct.unpack_from("=IIII", raw, 0x80)
+    dev = os.makedev(dmaj, dmin)
+    extra = {
+        "st_atime": a_s + a_ns * 1e-9,
+        "st_mtime": m_s + m_ns * 1e-9,
+        "st_ctime": c_s + c_ns * 1e-9,
+        "st_atime_ns": a_s * 1_000_000_000 + a_ns,
+        "st_mtime_ns": m_s * 1_000_000_000 + m_ns,
+        "st_ctime_ns": c_s * 1_000_000_000 + c_ns,
+        "st_blksize": blksize,
+        "st_blocks": blocks,
+        "st_rdev": os.makedev(rmaj, rmin),
+    }
+    return os.stat_result((mode, ino, dev, nlink, uid, gid, size, a_s, m_s, c_s), extra)
+
+
+async def _statx(dirfd: int, path: Any, flags: int, fd: int) -> os.stat_result:
+    pin = ll.pin_path(path)
+    out = ll.alloc(_STATX_SIZE)
+    r = await _handoff(
+        "statx",
+        _T_STATX,
+        (dirfd, pin.addr, flags, _STATX_BASIC_STATS, out.addr, 0),
+        fd,
+        (pin, out),
+    )
+    _check(r, None if fd >= 0 else path)
+    return _statx_result(ll.read_memory(out))
+
+
+async def fstat(fd: int) -> os.stat_result:
+    """``os.fstat`` on an M (statx with AT_EMPTY_PATH)."""
+    return await _statx(fd, b"", _AT_EMPTY_PATH, fd)
+
+
+async def stat(path: Any, *, dir_fd: int | None = None) -> os.stat_result:
+    """``os.stat`` on an M (statx, following symlinks)."""
+    return await _statx(_AT_FDCWD if dir_fd is None else dir_fd, path, 0, -1)
+
+
+async def lstat(path: Any, *, dir_fd: int | None = None) -> os.stat_result:
+    """``os.lstat`` on an M (statx, AT_SYMLINK_NOFOLLOW)."""
+    return await _statx(_AT_FDCWD if dir_fd is None else dir_fd, path, _AT_SYMLINK_NOFOLLOW,
+                        -1)
+
+
+# ---------------------------------------------------------------------------------------------
+# fd calls that may block: always on an M
+# ---------------------------------------------------------------------------------------------
+
+
+async def fsync(fd: int) -> None:
+    _check(await _handoff("fsync", _T_FSYNC, (fd, 0, 0, 0, 0, 0), fd, block=True))
+
+
+async def fdatasync(fd: int) -> None:
+    _check(await _handoff("fdatasync", _T_FDATASYNC, (fd, 0, 0, 0, 0, 0), fd, block=True))
+
+
+async def ftruncate(fd: int, length: int) -> None:
+    _check(await _handoff("ftruncate", _T_FTRUNCATE, (fd, length, 0, 0, 0, 0), fd))
+
+
+async def fallocate(fd: int, mode: int, offset: int, length: int) -> None:
+    _check(await _handoff("fallocate", _T_FALLOCATE, (fd, mode, offset, length, 0, 0), fd,
+                          block=True))
+
+
+async def flock(fd: int, operation: int) -> None:
+    """``flock(2)``.  With ``LOCK_NB`` it is tried inline (it cannot block); otherwise on an
+    M.  If the awaiting task is cancelled and the lock is granted afterwards, the orphan
+    finalizer... cannot know you still want it, so it is released again (``kind="flock"``
+    logs it): a cancelled lock request never leaves the file locked."""
+    if operation & 4:  # LOCK_NB: cannot block
+        _check(_raw3(_T_FLOCK, fd, operation))
+        return
+    _check(await _handoff("flock", _T_FLOCK, (fd, operation, 0, 0, 0, 0), fd, None,
+                          "flock", block=True))
+
+
+# ---------------------------------------------------------------------------------------------
+# Paths
+# ---------------------------------------------------------------------------------------------
+
+
+def _words6(words: tuple[int, ...]) -> _Words:
+    w = tuple(words) + (0,) * (6 - len(words))
+    return (w[0], w[1], w[2], w[3], w[4], w[5])
+
+
+async def _path_call(name: str, trap: int, words: tuple[int, ...], path: Any,
+                     keep: object) -> int:
+    return _check(await _handoff(name, trap, _words6(words), -1, keep), path)
+
+
+async def unlink(path: Any, *, dir_fd: int | None = None) -> None:
+    pin = ll.pin_path(path)
+    dfd = _AT_FDCWD if dir_fd is None else dir_fd
+    await _path_call("unlinkat", _T_UNLINKAT, (dfd, pin.addr, 0), path, pin)
+
+
+async def rmdir(path: Any, *, dir_fd: int | None = None) -> None:
+    pin = ll.pin_path(path)
+    dfd = _AT_FDCWD if dir_fd is None else dir_fd
+    await _path_call("unlinkat", _T_UNLINKAT, (dfd, pin.addr, _AT_REMOVEDIR), path, pin)
+
+
+async def mkdir(path: Any, mode: int = 0o777, *, dir_fd: int | None = None) -> None:
+    pin = ll.pin_path(path)
+    dfd = _AT_FDCWD if dir_fd is None else dir_fd
+    await _path_call("mkdirat", _T_MKDIRAT, (dfd, pin.addr, mode), path, pin)
+
+
+async def rename(src: Any, dst: Any) -> None:
+    a, b = ll.pin_path(src), ll.pin_path(dst)
+    if _T_RENAMEAT2 >= 0:
+        words: tuple[int, ...] = (_AT_FDCWD, a.addr, _AT_FDCWD, b.addr, 0)
+        trap, name = _T_RENAMEAT2, "renameat2"
+    else:  # pragma: no cover - every Linux aiosys builds for has renameat2
+        words, trap, name = (_AT_FDCWD, a.addr, _AT_FDCWD, b.addr), _T_RENAMEAT, "renameat"
+    try:
+        await _path_call(name, trap, words, src, (a, b))
+    except OSError as exc:
+        exc.filename2 = dst
+        raise
+
+
+async def symlink(target: Any, linkpath: Any) -> None:
+    a, b = ll.pin_path(target), ll.pin_path(linkpath)
+    await _path_call("symlinkat", _T_SYMLINKAT, (a.addr, _AT_FDCWD, b.addr), linkpath, (a, b))
+
+
+async def readlink(path: Any) -> str | bytes:
+    """The target of a symlink: ``str`` for a ``str`` path, ``bytes`` for ``bytes``."""
+    pin = ll.pin_path(path)
+    out = ll.alloc(4096)
+    r = await _path_call("readlinkat", _T_READLINKAT, (_AT_FDCWD, pin.addr, out.addr, 4096),
+                         path, (pin, out))
+    raw = ll.read_memory(out, r)
+    return raw if isinstance(path, bytes) else os.fsdecode(raw)
+
+
+async def chmod(path: Any, mode: int) -> None:
+    pin = ll.pin_path(path)
+    await _path_call("fchmodat", _T_FCHMODAT, (_AT_FDCWD, pin.addr, mode), path, pin)
+
+
+# ---------------------------------------------------------------------------------------------
+# Directories (getdents64)
+# ---------------------------------------------------------------------------------------------
+
+
+class DirEntry(NamedTuple):
+    """One directory entry from :func:`scandir` (``d_type`` as getdents64 gave it)."""
+
+    name: str
+    path: str
+    inode: int
+    d_type: int
+
+    def is_dir(self) -> bool:
+        return self.d_type == 4  # DT_DIR
+
+    def is_file(self) -> bool:
+        return self.d_type == 8  # DT_REG
+
+    def is_symlink(self) -> bool:
+        return self.d_type == 10  # DT_LNK
+
+
+_dirent: Final = struct.Struct("=QqHB")
+_DENTS_BUF: Final = 32768
+
+
+async def scandir(path: Any = ".") -> list[DirEntry]:
+    """Every entry of a directory except ``.`` and ``..`` (getdents64 on an M)."""
+    base = os.fsdecode(path)
+    fd = await open(path, os.O_RDONLY | os.O_DIRECTORY)
+    out: list[DirEntry] = []
+    try:
+        buf = ll.alloc(_DENTS_BUF)
+        while True:
+            r = _check(await _handoff("getdents64", _T_GETDENTS64,
+                                      (fd, buf.addr, _DENTS_BUF, 0, 0, 0), fd, buf), path)
+            if r == 0:
+                break
+            raw = ll.read_memory(buf, r)
+            pos = 0
+            while pos < r:
+                ino, _off, reclen, dtype = _dirent.unpack_from(raw, pos)
+                name_raw = raw[pos + 19 : pos + reclen].split(b"\0", 1)[0]
+                pos += reclen
+                if name_raw in (b".", b".."):
+                    continue
+                name = os.fsdecode(name_raw)
+                out.append(DirEntry(name, os.path.join(base, name), ino, dtype))
+    finally:
+        await close(fd)
+    return out
+
+
+async def listdir(path: Any = ".") -> list[str]:
+    """Names in a directory (``os.listdir`` order is unspecified too)."""
+    return [e.name for e in await scandir(path)]
+
+
+# ---------------------------------------------------------------------------------------------
+# Copies between fds
+# ---------------------------------------------------------------------------------------------
+
+
+def _loff(offset: int | None) -> tuple[int, Any]:
+    """A ``loff_t *`` argument: NULL for None, else pinned 8 bytes holding ``offset``."""
+    if offset is None:
+        return 0, None
+    p = ll.pin_buffer(bytearray(struct.pack("=q", offset)), writable=True)
+    return p.addr, p
+
+
+async def sendfile(out_fd: int, in_fd: int, offset: int | None, count: int) -> int:
+    """``sendfile(2)`` on an M; returns the count."""
+    addr, keep = _loff(offset)
+    return _check(await _handoff("sendfile", _T_SENDFILE,
+                                 (out_fd, in_fd, addr, count, 0, 0), out_fd, keep))
+
+
+async def splice(fd_in: int, off_in: int | None, fd_out: int, off_out: int | None,
+                 length: int, flags: int = 0) -> int:
+    """``splice(2)`` on an M; returns the count."""
+    a, ka = _loff(off_in)
+    b, kb = _loff(off_out)
+    return _check(await _handoff("splice", _T_SPLICE, (fd_in, a, fd_out, b, length, flags),
+                                 fd_in, (ka, kb)))
+
+
+async def copy_file_range(fd_in: int, off_in: int | None, fd_out: int, off_out: int | None,
+                          length: int, flags: int = 0) -> int:
+    """``copy_file_range(2)`` on an M; returns the count."""
+    a, ka = _loff(off_in)
+    b, kb = _loff(off_out)
+    return _check(await _handoff("copy_file_range", _T_COPY_FILE_RANGE,
+                                 (fd_in, a, fd_out, b, length, flags), fd_in, (ka, kb)))
+
+
+# ---------------------------------------------------------------------------------------------
+# Any table entry
+# ---------------------------------------------------------------------------------------------
+
+_NONBLOCKING: Final = frozenset(
+    {"getpid", "getppid", "gettid", "getuid", "geteuid", "getgid", "getegid", "sched_yield",
+     "clock_gettime", "clock_getres", "eventfd2", "pipe2", "socket", "socketpair",
+     "epoll_create1", "epoll_ctl", "getrandom", "kill", "tgkill", "dup3", "listen",
+     "shutdown", "getsockname", "getpeername", "getsockopt", "setsockopt", "bind"}
+)
+
+
+def _klass(name: str) -> str:
+    """The table's class for ``name`` (the generated wrappers' TABLE when present)."""
+    try:
+        zsyscall: Any = importlib.import_module("aiosys.native.zsyscall")
+    except ImportError:  # pragma: no cover - generated module not present
+        zsyscall = None
+    if zsyscall is not None:
+        entry = zsyscall.TABLE.get(name)
+        if entry is not None:
+            return str(entry.klass)
+    return "sysnb" if name in _NONBLOCKING else "sys"
+
+
+_trap_names: dict[int, str] = {v: k for k, v in _SYS.items()}
+
+
+async def syscall(trap: int | str, *args: int) -> int:
+    """Make any system call without blocking the loop: ``sysnb`` entries of the syscall
+    table run inline, everything else on an M.  Arguments are machine words (integers;
+    passing addresses is the caller's responsibility, and the memory must outlive the call
+    even if the awaiting task is cancelled).  Returns the result.
+
+    :raises OSError: the kernel's error.
+    """
+    if isinstance(trap, str):
+        name = trap
+        if name not in _SYS:
+            raise ValueError(f"unknown syscall {name!r}")
+        nr = _SYS[name]
+    else:
+        nr = int(trap)
+        name = _trap_names.get(nr, f"syscall_{nr}")
+    if len(args) > 6:
+        raise TypeError("at most six syscall arguments")
+    words = _words6(tuple(ll._as_word(a) for a in args))
+    if _klass(name) in ("sysnb", "noerror"):
+        counters.inline_calls += 1
+        return _check(ll.raw6(nr, *words))
+    return _check(await _handoff(name, nr, words))
+
