@@ -294,6 +294,8 @@ class Sysmon:
         self._watch_lock = threading.Lock()
         self._reported: set[int] = set()  # goids already reported as long syscalls
         self._last_grow = 0
+        self._queue_since = 0  # nanotime since calls have been queued with no M idle
+        self._capped_reported = False
         self._stopping = False
         self._thread: threading.Thread | None = None
         self.counters = _Counters()
@@ -495,27 +497,22 @@ class Sysmon:
         return acted, quiet
 
     def _check_inflight(self, now: int) -> tuple[bool, int]:
-        """Returns (acted, calls still in flight)."""
+        """Long syscalls and pool growth.  Returns (acted, calls still in flight)."""
         gs = list(self._inflight())
         if not gs and not self._reported:
+            self._queue_since = 0
             return False, 0
         cfg = self.config
         syscall_ns = int(cfg.syscall_ms * 1e6)
         acted = False
         live: set[int] = set()
         busy = 0
-        oldest_wait = 0
-        waiting = 0
         for g in gs:
             goid = g.goid
             live.add(goid)
             if g.t_end:
                 continue
             busy += 1
-            t_start = g.t_start
-            if not t_start:
-                waiting += 1
-                oldest_wait = max(oldest_wait, now - g.t_enter)
             age = now - g.t_enter
             if age > syscall_ns and goid not in self._reported:
                 self._reported.add(goid)
@@ -526,29 +523,49 @@ class Sysmon:
                     syscall=g.syscall,
                     fd=g.fd,
                     p=g.p_id,
-                    on_m=bool(t_start),
+                    state=getattr(g, "state", None),
                     elapsed_ms=round(age / 1e6, 1),
-                    wait_ms=round(((t_start or now) - g.t_enter) / 1e6, 1),
                     threshold_ms=cfg.syscall_ms,
                 )
                 acted = True
         self._reported &= live
-        if waiting and oldest_wait > cfg.grow_wait_ms * 1e6 and now - self._last_grow > (
-            cfg.grow_wait_ms * 1e6
-        ):
-            st = self._stats()
-            if st.get("m_idle", 0) == 0:
-                self._last_grow = now
-                self._grow_pool()
-                self.counters.grows += 1
-                self._alarm(
-                    "grow_pool",
-                    waiting=waiting,
-                    oldest_wait_ms=round(oldest_wait / 1e6, 2),
-                    m_busy=st.get("m_busy"),
-                )
-                acted = True
+        if busy and self._check_pool(now):
+            acted = True
         return acted, busy
+
+    def _check_pool(self, now: int) -> bool:
+        """Grow the pool when calls have been queued for ``grow_wait_ms`` with no M idle (the
+        C pool starts Ms on submit; this is the backstop, as Go's sysmon retakes Ps)."""
+        st = self._stats()
+        queued = int(st.get("queue_depth", 0))
+        if queued <= 0 or int(st.get("m_idle", 0)) > 0:
+            self._queue_since = 0
+            self._capped_reported = False
+            return False
+        if not self._queue_since:
+            self._queue_since = now
+            return False
+        grow_ns = self.config.grow_wait_ms * 1e6
+        if now - self._queue_since < grow_ns or now - self._last_grow < grow_ns:
+            return False
+        self._last_grow = now
+        started = self._grow_pool()
+        self.counters.grows += 1
+        fields: dict[str, Any] = {
+            "queued": queued,
+            "waited_ms": round((now - self._queue_since) / 1e6, 2),
+            "m_busy": st.get("m_busy"),
+            "m_threads": st.get("m_threads"),
+        }
+        if started == 0:  # at the cap: say so once per episode of waiting
+            if self._capped_reported:
+                return False
+            self._capped_reported = True
+            self._alarm("pool_capped", m_max=st.get("m_max"), **fields)
+            return True
+        self._capped_reported = False
+        self._alarm("grow_pool", started=started, **fields)
+        return True
 
     def _check_ms(self) -> None:
         """M events, sampled: the Ms are C pthreads that never run Python, so their spawn and

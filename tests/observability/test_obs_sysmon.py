@@ -216,33 +216,47 @@ def test_long_syscall_reported_once_per_g() -> None:
     assert s.round(now + 1) is False  # once per G
     (alarm,) = [f for k, f in s.counters.recent if k == "long_syscall"]
     assert alarm["goid"] == slow.goid and alarm["syscall"] == "fsync" and alarm["fd"] == 11
-    assert alarm["on_m"] is True and alarm["elapsed_ms"] == pytest.approx(1500.0)
+    assert alarm["state"] == "_Gsyscall" and alarm["elapsed_ms"] == pytest.approx(1500.0)
     inflight.clear()
     s.round(now + 2)
     assert not s._reported  # forgotten once the G is gone
 
 
 def test_grow_pool_when_calls_wait_and_no_m_is_idle() -> None:
+    started: list[int] = [1]
     grown: list[int] = []
     waiting = FakeG()
-    pool = {"m_busy": 2, "m_idle": 0}
+    pool = {"m_busy": 2, "m_idle": 0, "queue_depth": 3, "m_threads": 2, "m_max": 2}
+
+    def grow() -> int:
+        grown.append(1)
+        return started[0]
+
     s = Sysmon(
         SysmonConfig(grow_wait_ms=1.0),
         inflight=lambda: [waiting],
         procs=list,
-        grow_pool=lambda: grown.append(1),
+        grow_pool=grow,
         stats=lambda: pool,
     )
     t0 = waiting.t_enter
-    assert s.round(t0 + 100_000) is False  # waited 0.1 ms: give the pool a chance
-    assert s.round(t0 + 2_000_000) is True
+    assert s.round(t0 + 100_000) is False  # first sight of the queue: give the pool a chance
+    assert s.round(t0 + 600_000) is False  # queued 0.5 ms
+    assert s.round(t0 + 1_200_000) is True  # queued 1.1 ms, no M idle: grow
     assert grown == [1]
-    assert s.round(t0 + 2_500_000) is False  # not again before grow_wait_ms passed
+    assert s.round(t0 + 1_500_000) is False  # not again before grow_wait_ms passed
+    started[0] = 0  # at the cap: grow_pool starts nothing
+    assert s.round(t0 + 3_000_000) is True
+    assert s.round(t0 + 5_000_000) is False  # "capped" is said once per episode
+    assert len(grown) == 3
     pool["m_idle"] = 1
     assert s.round(t0 + 10_000_000) is False  # an idle M exists: not sysmon's business
-    assert grown == [1]
-    (alarm,) = [f for k, f in s.counters.recent if k == "grow_pool"]
-    assert alarm["waiting"] == 1 and alarm["m_busy"] == 2
+    assert len(grown) == 3
+    kinds = _kinds(s)
+    assert kinds == ["grow_pool", "pool_capped"]
+    grow_alarm = s.counters.recent[0][1]
+    assert grow_alarm["queued"] == 3 and grow_alarm["m_busy"] == 2 and grow_alarm["started"] == 1
+    assert s.counters.recent[1][1]["m_max"] == 2
 
 
 def test_real_thread_slow_handed_off_call_alarm() -> None:
