@@ -32,6 +32,7 @@ its users (tracing, schedtrace, the scheduler); ``stop()`` joins it.
 
 from __future__ import annotations
 
+import atexit
 import contextlib
 import importlib
 import os
@@ -679,3 +680,5 @@ def _after_fork_in_child() -> None:
 
 
 os.register_at_fork(after_in_child=_after_fork_in_child)
+# Stop (and join) before the interpreter tears down the streams a schedtrace may write to.
+atexit.register(stop)
