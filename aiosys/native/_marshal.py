@@ -648,19 +648,19 @@ _DIRENT_HEAD: Final = struct.Struct("=QqHB")  # d_ino, d_off, d_reclen, d_type
 
 
 def r_dirents(r: int, out: Out) -> list[str]:
-    """Names from a getdents64 buffer (Go's ParseDirent: "." and ".." skipped).  An empty list
-    means the end of the directory."""
+    """Names from a getdents64 buffer, "." and ".." included: an empty list must mean the end
+    of the directory, and a small buffer can hold nothing but "." (Go's ParseDirent skips
+    them, but its callers see the byte count)."""
     names: list[str] = []
     buf = bytes(out.buf[: min(r, out.size)])
     pos = 0
     while pos + _DIRENT_HEAD.size <= len(buf):
-        ino, _, reclen, _ = _DIRENT_HEAD.unpack_from(buf, pos)
+        _, _, reclen, _ = _DIRENT_HEAD.unpack_from(buf, pos)
         if reclen < _DIRENT_HEAD.size or pos + reclen > len(buf):
             raise OSError(_errno.EIO, "malformed directory entry")
         name = buf[pos + _DIRENT_HEAD.size : pos + reclen].split(b"\0", 1)[0]
         pos += reclen
-        if ino != 0 and name not in (b".", b".."):
-            names.append(os.fsdecode(name))
+        names.append(os.fsdecode(name))
     return names
 
 

@@ -589,8 +589,8 @@ def prepare_getdents64(fd: int, bufsize: int = _m.DIRENT_BUFSIZE) -> Prepared[li
 
 
 def getdents64(fd: int, bufsize: int = _m.DIRENT_BUFSIZE) -> list[str]:
-    """getdents64: Next directory entries of fd as names ("." and ".." skipped); [] at the end.
-    [sys]
+    """getdents64: Next directory entries of fd as names ("." and ".." included, so [] means the
+    end). [sys]
     """
     return call_sys(prepare_getdents64(fd, bufsize))
 
