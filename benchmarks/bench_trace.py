@@ -173,15 +173,16 @@ async def _round_trips(call: Callable[[int], Any], fd: int, n: int) -> float:
     return (time.perf_counter_ns() - t0) / n / 1000.0
 
 
-def _new_loop() -> asyncio.AbstractEventLoop:
-    import aiosys
+def _new_loop(kind: str) -> asyncio.AbstractEventLoop:
+    if kind == "uvloop":
+        import uvloop
 
-    factory = getattr(aiosys, "new_event_loop", None)
-    if factory is None:
-        from aiosys import netpoll
+        return uvloop.new_event_loop()  # type: ignore[no-any-return]
+    if kind == "asyncio":
+        return asyncio.new_event_loop()
+    from aiosys import netpoll
 
-        factory = netpoll.new_event_loop
-    loop: asyncio.AbstractEventLoop = factory()
+    loop: asyncio.AbstractEventLoop = netpoll.new_event_loop()
     return loop
 
 
@@ -190,57 +191,94 @@ def _iqr(xs: list[float]) -> tuple[float, float]:
     return q[0], q[2]
 
 
-def bench_handoff(rounds: int, n: int, with_json: bool) -> dict[str, Any]:
+def bench_handoff(
+    rounds: int, n: int, *, with_json: bool, with_sysmon: bool, loop_kind: str = "aiosys"
+) -> dict[str, Any]:
+    """Interleave the variants (their order rotates every round, so drift favours none) and
+    compare medians and per-round ratios."""
     import aiosys.trace
+    from aiosys.sched import sysmon
 
     stripper = HookStripper(scheduler_modules())
     call, label = _handoff_call()
     fd_, path = tempfile.mkstemp(dir="/tmp")
-    loop = _new_loop()
-    off: list[float] = []
-    bare: list[float] = []
-    json_on: list[float] = []
+    loop = _new_loop(loop_kind)
     devnull = open(os.devnull, "w")  # noqa: SIM115
+
+    @contextmanager
+    def off() -> Iterator[None]:
+        yield
+
+    @contextmanager
+    def json_on() -> Iterator[None]:
+        aiosys.trace.enable(renderer="json", file=devnull, sysmon=False)
+        try:
+            yield
+        finally:
+            aiosys.trace.disable()
+
+    @contextmanager
+    def sysmon_on() -> Iterator[None]:
+        s = sysmon.require("bench")
+        s.watch_loop(loop)
+        try:
+            yield
+        finally:
+            sysmon.release("bench")
+
+    variants: dict[str, Callable[[], Any]] = {"off": off, "stripped": stripper.stripped}
+    if with_json:
+        variants["json"] = json_on
+    if with_sysmon:
+        variants["sysmon"] = sysmon_on
+    names = list(variants)
+    runs: dict[str, list[float]] = {k: [] for k in names}
     try:
         loop.run_until_complete(_round_trips(call, fd_, n))  # warm up (Ms spawned)
         for i in range(rounds):
-            # Alternate which variant goes first, so drift does not favour one of them.
-            if i % 2 == 0:
-                off.append(loop.run_until_complete(_round_trips(call, fd_, n)))
-            with stripper.stripped():
-                bare.append(loop.run_until_complete(_round_trips(call, fd_, n)))
-            if i % 2 == 1:
-                off.append(loop.run_until_complete(_round_trips(call, fd_, n)))
-            if with_json:
-                aiosys.trace.enable(renderer="json", file=devnull, sysmon=False)
-                try:
-                    json_on.append(loop.run_until_complete(_round_trips(call, fd_, n)))
-                finally:
-                    aiosys.trace.disable()
+            order = names[i % len(names) :] + names[: i % len(names)]
+            for name in order:
+                with variants[name]():
+                    runs[name].append(loop.run_until_complete(_round_trips(call, fd_, n)))
     finally:
+        sysmon.stop()
+        if loop_kind != "aiosys":
+            from aiosys import netpoll
+
+            detach = getattr(netpoll, "detach", None)
+            if detach is not None:
+
+                async def _detach() -> None:
+                    detach()
+
+                loop.run_until_complete(_detach())
         loop.close()
         os.close(fd_)
         os.unlink(path)
         devnull.close()
-    m_off, m_bare = statistics.median(off), statistics.median(bare)
+    med = {k: statistics.median(v) for k, v in runs.items()}
+
+    def paired(a: str, b: str) -> tuple[float, tuple[float, float]]:
+        ratios = [x / y for x, y in zip(runs[a], runs[b], strict=True)]
+        return statistics.median(ratios), _iqr(ratios)
+
     out: dict[str, Any] = {
         "call": label,
+        "loop": loop_kind,
         "hooks_removed": stripper.removed,
         "functions_swapped": len(stripper.swaps),
         "rounds": rounds,
         "n_per_round": n,
-        "off_us": m_off,
-        "stripped_us": m_bare,
-        "off_over_stripped": m_off / m_bare,
-        "paired_ratio_median": statistics.median(a / b for a, b in zip(off, bare, strict=True)),
-        "paired_ratio_iqr": _iqr([a / b for a, b in zip(off, bare, strict=True)]),
-        "noise_off_pct": 100 * statistics.pstdev(off) / m_off,
-        "noise_stripped_pct": 100 * statistics.pstdev(bare) / m_bare,
+        "median_us": med,
+        "noise_pct": {k: 100 * statistics.pstdev(v) / med[k] for k, v in runs.items()},
+        "off_over_stripped": med["off"] / med["stripped"],
+        "paired_off_stripped": paired("off", "stripped"),
     }
-    if json_on:
-        m_json = statistics.median(json_on)
-        out["json_us"] = m_json
-        out["json_cost_us_per_handoff"] = m_json - m_off
+    if with_json:
+        out["json_cost_us_per_handoff"] = med["json"] - med["off"]
+        out["paired_json_off"] = paired("json", "off")
+    if with_sysmon:
+        out["paired_sysmon_off"] = paired("sysmon", "off")
     return out
 
 
@@ -304,33 +342,50 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--rounds", type=int, default=15)
     ap.add_argument("-n", type=int, default=2000, help="round trips per run")
     ap.add_argument("--idle", type=float, default=20.0, help="idle seconds for sysmon")
+    ap.add_argument("--loop", default="aiosys", choices=["aiosys", "asyncio", "uvloop"])
     args = ap.parse_args(argv)
     affinity = sorted(os.sched_getaffinity(0))
     print(f"# python {sys.version.split()[0]}, cpus {affinity}")
     if args.what in ("handoff", "json", "all"):
-        r = bench_handoff(args.rounds, args.n, with_json=args.what != "handoff")
+        r = bench_handoff(
+            args.rounds,
+            args.n,
+            with_json=args.what != "handoff",
+            with_sysmon=args.what != "handoff",
+            loop_kind=args.loop,
+        )
+        med, noise = r["median_us"], r["noise_pct"]
         print(
-            f"handoff ({r['call']}; {r['hooks_removed']} hook statements stripped from "
-            f"{r['functions_swapped']} functions; {r['rounds']} interleaved runs x "
-            f"{r['n_per_round']})\n"
-            f"  tracing off : median {r['off_us']:.2f} us/round trip "
-            f"(noise {r['noise_off_pct']:.1f}%)\n"
-            f"  no hooks    : median {r['stripped_us']:.2f} us/round trip "
-            f"(noise {r['noise_stripped_pct']:.1f}%)\n"
-            f"  off / no hooks = {r['off_over_stripped']:.3f} (ratio of medians); "
-            f"paired runs: median {r['paired_ratio_median']:.3f}, "
-            f"IQR {r['paired_ratio_iqr'][0]:.3f}..{r['paired_ratio_iqr'][1]:.3f}"
+            f"handoff round trip, {r['call']} on the {r['loop']} loop; {r['hooks_removed']} "
+            f"hook statements stripped from {r['functions_swapped']} functions; "
+            f"{r['rounds']} rounds x {r['n_per_round']} calls, variants interleaved"
+        )
+        for k in med:
+            print(f"  {k:9s}: median {med[k]:8.2f} us/round trip (noise {noise[k]:.1f}%)")
+        ratio, (q1, q3) = r["paired_off_stripped"]
+        print(
+            f"  tracing off / no hooks: {r['off_over_stripped']:.3f} (ratio of medians); "
+            f"per-round ratio median {ratio:.3f}, IQR {q1:.3f}..{q3:.3f}"
         )
         check_ns = bench_check()
         per_handoff = 2 * check_ns  # entersyscall + exitsyscall
         print(
             f"  the hook itself: {check_ns:.1f} ns per false `if trace.ENABLED:` check, "
             f"{per_handoff:.0f} ns per handoff = "
-            f"{100 * per_handoff / 1000 / r['stripped_us']:.3f}% of the no-hooks median"
+            f"{100 * per_handoff / 1000 / med['stripped']:.3f}% of the no-hooks median"
         )
-        if "json_us" in r:
-            print(f"  JSON events on: median {r['json_us']:.2f} us/round trip, "
-                  f"+{r['json_cost_us_per_handoff']:.2f} us per handoff")
+        if "json_cost_us_per_handoff" in r:
+            ratio, (q1, q3) = r["paired_json_off"]
+            print(
+                f"  JSON events on: +{r['json_cost_us_per_handoff']:.2f} us per handoff "
+                f"(2 events); per-round ratio to off {ratio:.3f}, IQR {q1:.3f}..{q3:.3f}"
+            )
+        if "paired_sysmon_off" in r:
+            ratio, (q1, q3) = r["paired_sysmon_off"]
+            print(
+                f"  sysmon watching this busy loop: per-round ratio to off {ratio:.3f}, "
+                f"IQR {q1:.3f}..{q3:.3f}"
+            )
     if args.what in ("sysmon", "all"):
         r = bench_sysmon(args.idle)
         for name in ("asyncio", "uvloop"):
