@@ -355,10 +355,8 @@ class Sysmon:
                 return
             w = _Watch(loop, p_id)
             self._watches[key] = w
-        if _running_loop_or_none() is loop:
-            w.beat()  # learn the thread (and uvloop's base frame) now
-        else:
-            w.post_probe(loop, nanotime())
+        # The first probe teaches the watch its thread (and uvloop's base frame).
+        w.post_probe(loop, nanotime())
 
     def unwatch_loop(self, loop: Any) -> None:
         with self._watch_lock:
@@ -380,7 +378,7 @@ class Sysmon:
                 delay = backoff(idle, delay)
                 # time.sleep: measured here, the cheapest way for a thread to wait (an
                 # Event.wait or lock timeout costs 1.5-2x the CPU per wake-up).
-                time.sleep((self.config.quiet_sleep_us() if self._quiet else delay) / 1e6)
+                time.sleep(self._sleep_us(delay) / 1e6)
                 if self._stopping:
                     break
                 try:
@@ -394,6 +392,16 @@ class Sysmon:
                 idle = 0 if acted else idle + 1
         finally:
             self.cpu_ns = time.thread_time_ns()
+
+    def _sleep_us(self, delay: int) -> int:
+        if not self._quiet:
+            return delay
+        sleep = self.config.quiet_sleep_us()
+        ms = self.config.schedtrace_ms
+        if ms > 0:  # wake for the next schedtrace line
+            due_us = (self._last_trace + int(ms * 1e6) - nanotime()) // 1000
+            sleep = max(min(sleep, due_us), delay)
+        return sleep
 
     def round(self, now: int) -> bool:
         """One sysmon pass; returns True if it did something (which resets the back-off).
@@ -414,7 +422,7 @@ class Sysmon:
         if cfg.schedtrace_ms > 0 and now - self._last_trace >= cfg.schedtrace_ms * 1e6:
             self._last_trace = now
             self._schedtrace(now)
-        self._quiet = loops_quiet and busy_calls == 0 and not acted and cfg.schedtrace_ms <= 0
+        self._quiet = loops_quiet and busy_calls == 0 and not acted
         return acted
 
     def _alarm(self, kind: str, **fields: Any) -> None:
