@@ -12,6 +12,7 @@ from typing import Any
 import pytest
 import uvloop
 from obs_fakes import FakeG, FakeP
+from obs_loops import LOOP_KINDS, new_loop
 from structlog.testing import capture_logs
 
 import aiosys.trace
@@ -76,26 +77,22 @@ def _check_stall_alarm(s: Sysmon) -> dict[str, Any]:
     return alarm
 
 
-def _run_on(loop_factory: Callable[[], asyncio.AbstractEventLoop], s: Sysmon) -> None:
-    loop = loop_factory()
+def _run_on(kind: str, s: Sysmon) -> None:
+    loop = new_loop(kind)
     try:
         loop.run_until_complete(_stall_once(s))
     finally:
         loop.close()
 
 
-@pytest.mark.parametrize(
-    "factory",
-    [asyncio.new_event_loop, uvloop.new_event_loop],
-    ids=["asyncio", "uvloop"],
-)
+@pytest.mark.parametrize("kind", LOOP_KINDS)
 def test_stalled_loop_is_reported_with_the_blocking_line(
-    factory: Callable[[], asyncio.AbstractEventLoop],
+    kind: str,
 ) -> None:
     s = Sysmon(SysmonConfig(stall_ms=STALL_MS), inflight=list, procs=list, stats=dict)
     s.start()
     try:
-        _run_on(factory, s)
+        _run_on(kind, s)
     finally:
         s.stop()
     _check_stall_alarm(s)
@@ -120,17 +117,13 @@ def test_stall_alarm_is_a_structlog_warning_when_tracing() -> None:
     assert "time.sleep(BLOCK_S)" in stalled["blocking_line"]
 
 
-@pytest.mark.parametrize(
-    "factory",
-    [asyncio.new_event_loop, uvloop.new_event_loop],
-    ids=["asyncio", "uvloop"],
-)
+@pytest.mark.parametrize("kind", LOOP_KINDS)
 def test_idle_and_stopped_loops_are_not_stalls_and_not_probed(
-    factory: Callable[[], asyncio.AbstractEventLoop],
+    kind: str,
 ) -> None:
     s = Sysmon(SysmonConfig(stall_ms=STALL_MS), inflight=list, procs=list, stats=dict)
     s.start()
-    loop = factory()
+    loop = new_loop(kind)
     try:
         s.watch_loop(loop)
         loop.run_until_complete(asyncio.sleep(0.15))  # idle, parked in the selector
@@ -153,17 +146,13 @@ async def _busy(seconds: float) -> None:
         await asyncio.sleep(0)
 
 
-@pytest.mark.parametrize(
-    "factory",
-    [asyncio.new_event_loop, uvloop.new_event_loop],
-    ids=["asyncio", "uvloop"],
-)
+@pytest.mark.parametrize("kind", LOOP_KINDS)
 def test_busy_loop_of_short_callbacks_is_probed_not_stalled(
-    factory: Callable[[], asyncio.AbstractEventLoop],
+    kind: str,
 ) -> None:
     s = Sysmon(SysmonConfig(stall_ms=150.0), inflight=list, procs=list, stats=dict)
     s.start()
-    loop = factory()
+    loop = new_loop(kind)
     try:
         s.watch_loop(loop)
         loop.run_until_complete(_busy(0.3))
