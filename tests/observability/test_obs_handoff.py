@@ -230,3 +230,39 @@ def test_merged_stats_has_both_layers() -> None:
                 "queue_depth", "orphans_finalized", "nowait_hits", "nowait_misses"):
         assert key in merged, key
     assert merged["handoffs"] >= 1
+
+
+def test_inline_reads_and_handoffs_add_up_in_counters_and_events() -> None:
+    """Cached regular-file preads: each is an RWF_NOWAIT hit (inline, no event) or a miss that
+    hands off (one entersyscall/exitsyscall pair).  Counters and events must agree."""
+    import aiosys._io as aio
+
+    n = 40
+    fd, path = tempfile.mkstemp(prefix="aiosys-obs-", dir="/tmp")
+    try:
+        os.write(fd, os.urandom(8192))
+        before = stats.snapshot()
+
+        async def body() -> None:
+            for i in range(n):
+                assert len(await aio.pread(fd, 4096, (i % 2) * 4096)) == 4096
+
+        with capture_logs() as logs:
+            aiosys.trace.enable(sysmon=False)
+            try:
+                run_in("aiosys", body)
+            finally:
+                aiosys.trace.disable()
+        after = stats.snapshot()
+    finally:
+        os.close(fd)
+        os.unlink(path)
+    d = {k: after[k] - before[k] for k in after}
+    assert d["nowait_hits"] + d["nowait_misses"] == n
+    assert d["inline_hits"] == d["nowait_hits"]
+    assert d["handoffs"] == d["nowait_misses"]
+    assert d["exits_fast"] == d["handoffs"]
+    enters = [e for e in logs if e["event"] == "entersyscall"]
+    exits = [e for e in logs if e["event"] == "exitsyscall"]
+    assert len(enters) == len(exits) == d["handoffs"]
+    assert all(e["fd"] == fd for e in enters)

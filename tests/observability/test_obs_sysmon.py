@@ -299,3 +299,30 @@ def test_a_bad_source_does_not_kill_sysmon() -> None:
     finally:
         s.stop()
     assert _kinds(s).count("sysmon_error") == 1
+
+
+def test_m_events_are_sampled_from_the_pool_while_tracing() -> None:
+    tids = [101, 102]
+    pool = {"m_idle": 1}
+    s = Sysmon(
+        SysmonConfig(), inflight=list, procs=list, stats=lambda: pool, mthreads=lambda: tids
+    )
+    with capture_logs() as logs:
+        s.round(nanotime())  # tracing off: nothing sampled
+        aiosys.trace.enable(sysmon=False)
+        s.round(nanotime())  # baseline: the Ms that already exist are not "spawned"
+        tids.append(103)
+        pool["m_idle"] = 3
+        s.round(nanotime())
+        tids.remove(101)
+        pool["m_idle"] = 2
+        s.round(nanotime())
+        aiosys.trace.disable()
+    events = [(e["event"], e["m"], e.get("count")) for e in logs]
+    assert events == [
+        ("m_spawn", 103, None),
+        ("m_park", -1, 2),
+        ("m_exit", 101, None),
+        ("m_unpark", -1, 1),
+    ]
+    assert logs[0]["m_threads"] == 3
