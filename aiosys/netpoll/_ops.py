@@ -320,10 +320,29 @@ async def write_all(fd: Any, data: Any) -> None:
         n = len(cbuf)
     if n == 0:
         return
-    p, pd = _lookup(fd)
-    w = await _write_some(p, pd, fd, cbuf, n, data)
-    if w == n:
-        return
+    p = current_poller()
+    pd = p.pds.get(fd)
+    if pd is None:
+        pd = p.register(fd)
+    # Fast path, inline (no extra coroutine): the whole buffer fits now.
+    if pd.wg is _READY and pd.nowait_w and pd.wd >= 0:
+        w = _pwritev2(fd, cbuf, n, -1, _NOWAIT)
+        if w == n:
+            return
+        if w < 0:
+            if w == _EAGAIN:
+                pd.wg = _IDLE
+            elif w not in (_EINTR, _EOPNOTSUPP):
+                raise _oserror(-w)
+            w = 0
+        elif pd.stream:
+            pd.wg = _IDLE  # short: the buffer is full
+    else:
+        w = 0
+    if w == 0:
+        w = await _write_some(p, pd, fd, cbuf, n, data)
+        if w == n:
+            return
     mv = memoryview(data).cast("B")
     off = w
     while off < n:
