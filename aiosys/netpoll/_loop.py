@@ -28,7 +28,17 @@ from typing import Any, TypeVar
 from aiosys.native import _lowlevel as _ll
 
 from . import fdtable
-from ._epoll import _HUPMASK, _READY, _RMASK, _WMASK, EVENTS_PER_WAIT, WAKE_TAG, Netpoller, _wake
+from ._epoll import (
+    _ET_EVENTS,
+    _HUPMASK,
+    _READY,
+    _RMASK,
+    _WMASK,
+    EVENTS_PER_WAIT,
+    WAKE_TAG,
+    Netpoller,
+    _wake,
+)
 
 _T = TypeVar("_T")
 
@@ -108,7 +118,7 @@ class NetpollSelector(selectors.BaseSelector):
         key = selectors.SelectorKey(fileobj, self._fileobj_lookup(fileobj), events, data)
         if key.fd in self._fd_to_key:
             raise KeyError(f"{fileobj!r} (FD {key.fd}) is already registered")
-        if key.fd in self._poller.pds:
+        if key.fd in self._poller.pds and not self._evict_if_stale(key.fd):
             raise ValueError(
                 f"fd {key.fd} is registered with the aiosys netpoller "
                 "(aiosys awaitables use it); asyncio readers/writers cannot share it"
@@ -116,6 +126,20 @@ class NetpollSelector(selectors.BaseSelector):
         _ll.epoll_ctl(self._poller.epfd, _ll.EPOLL_CTL_ADD, key.fd, _epoll_events(events), key.fd)
         self._fd_to_key[key.fd] = key
         return key
+
+    def _evict_if_stale(self, fd: int) -> bool:
+        """The PollDesc of ``fd`` may belong to a file closed behind aiosys's back (a
+        ``sock.close()`` after ``aiosys.accept(sock.fileno())``) whose number was reused, e.g.
+        by the scheduler's own wakeup eventfd.  epoll keys its entries by (file, fd) and drops
+        them when the file closes, so a MOD of the number answers ENOENT exactly then: evict
+        the stale PollDesc (its waiters wake with the closed error) and report True."""
+        pd = self._poller.pds[fd]
+        try:
+            _ll.epoll_ctl(self._poller.epfd, _ll.EPOLL_CTL_MOD, fd, _ET_EVENTS, pd.tag)
+        except FileNotFoundError:
+            self._poller.evict(fd)
+            return True
+        return False
 
     def unregister(self, fileobj: Any) -> selectors.SelectorKey:
         try:
@@ -329,7 +353,17 @@ def _attach(loop: asyncio.AbstractEventLoop) -> Netpoller:
     # When the foreign loop is garbage collected, close our fds (the loop's reader handle
     # holds the poller, the poller holds the loop: a cycle the collector frees).
     weakref.finalize(loop, fds.close)
-    # Detach cleanly when the loop closes, where the loop lets us see that.
+    # Detach cleanly when the loop closes, where the loop lets us see that: a Python loop
+    # (the stdlib's) takes an instance attribute; uvloop's compiled Loop does not, and there
+    # the finalizer above is the only teardown.
+    orig_close = loop.close
+
+    def close() -> None:
+        detach(loop)
+        orig_close()
+
+    with contextlib.suppress(AttributeError, TypeError):
+        loop.close = close  # type: ignore[method-assign]
     _remember(loop, p)
     return p
 

@@ -16,6 +16,7 @@ keeps its ownership (only :func:`close` closes, and it closes through the object
 from __future__ import annotations
 
 import errno
+import math
 import os
 import select
 import socket
@@ -77,6 +78,8 @@ def _lookup(fd: int) -> tuple[Netpoller, PollDesc]:
 async def _park_read(p: Netpoller, pd: PollDesc) -> None:
     """Park until the fd is readable.  :raises DeadlineExceededError, FDClosedError,
     BusyError:"""
+    if pd.closing:  # evicted while we were between awaits: never touch the number again
+        raise FDClosedError()
     if pd.rg.__class__ is not int:
         raise BusyError(f"another task is already waiting to read fd {pd.fd}")
     if pd.rd < 0:
@@ -99,6 +102,8 @@ async def _park_read(p: Netpoller, pd: PollDesc) -> None:
 
 
 async def _park_write(p: Netpoller, pd: PollDesc) -> None:
+    if pd.closing:
+        raise FDClosedError()
     if pd.wg.__class__ is not int:
         raise BusyError(f"another task is already waiting to write fd {pd.fd}")
     if pd.wd < 0:
@@ -195,6 +200,8 @@ async def read(fd: Any, n: int) -> bytes:
         # steps with comments.
         if pd.rg.__class__ is not int:
             raise BusyError(f"another task is already waiting to read fd {fd}")
+        if pd.closing:
+            raise FDClosedError()
         _acquire(fd)
         fut = p.loop.create_future()
         pd.rg = fut
@@ -268,6 +275,8 @@ async def write(fd: Any, data: Any) -> int:
 
 
 async def _write_some(p: Netpoller, pd: PollDesc, fd: int, cbuf: Any, n: int, data: Any) -> int:
+    if pd.closing:  # write_all between two writes: closed meanwhile
+        raise FDClosedError()
     if pd.wd < 0:
         raise DeadlineExceededError()
     while True:
@@ -291,6 +300,8 @@ async def _write_some(p: Netpoller, pd: PollDesc, fd: int, cbuf: Any, n: int, da
                 continue
         if pd.wg.__class__ is not int:
             raise BusyError(f"another task is already waiting to write fd {fd}")
+        if pd.closing:
+            raise FDClosedError()
         _acquire(fd)
         fut = p.loop.create_future()
         pd.wg = fut
@@ -635,7 +646,7 @@ async def wait_writable(fd: Any) -> None:
 
 def _set(fd: Any, read_: bool, write_: bool, t: float | None) -> None:
     p, pd = _lookup(_fileno(fd))
-    p.set_deadline(pd, read_, write_, None if t is None else int(t * 1e9))
+    p.set_deadline(pd, read_, write_, None if t is None else math.ceil(t * 1e9))
 
 
 def set_deadline(fd: Any, t: float | None) -> None:

@@ -503,3 +503,19 @@ def test_accept_on_a_listener_switched_to_blocking_is_refused(loop_kind: str) ->
         assert ls.fileno() == -1  # closed through the object, which owns it
 
     run_in(loop_kind, body)
+
+
+def test_write_all_stops_when_closed_between_writes(loop_kind: str) -> None:
+    async def body() -> None:
+        r, w = os.pipe()
+        os.set_blocking(w, False)
+        writer = asyncio.ensure_future(netpoll.write_all(w, b"x" * 1_000_000))
+        await asyncio.sleep(0.01)  # the pipe is full: write_all parked after a partial write
+        assert not writer.done()
+        await netpoll.close(w)
+        with pytest.raises(netpoll.FDClosedError):
+            await writer
+        await netpoll.close(r)
+        assert fdtable.table_size() == 0
+
+    run_in(loop_kind, body)

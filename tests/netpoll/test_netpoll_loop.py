@@ -344,3 +344,21 @@ class _nullctx:
 
     def __exit__(self, *a: object) -> None:
         return None
+
+
+def test_attached_poller_is_torn_down_when_a_stdlib_loop_closes() -> None:
+    ran: list[str] = []
+    pollers: list[netpoll.Netpoller] = []
+
+    async def body() -> None:
+        p = netpoll.current_poller()
+        p.add_close_hook(lambda: ran.append("closed"))
+        pollers.append(p)
+        r, w = os.pipe()
+        await netpoll.write(w, b"x")
+        assert await netpoll.read(r, 1) == b"x"
+        await netpoll.close(r)
+        await netpoll.close(w)
+
+    asyncio.run(body())  # plain asyncio.run: no detach by the caller
+    assert ran == ["closed"] and pollers[0].closed
