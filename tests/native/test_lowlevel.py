@@ -179,6 +179,19 @@ def test_errno_of_rejects_out_of_range(bad: int) -> None:
 # --------------------------------------------------------------------------------------------
 
 
+@pytest.fixture
+def counting_hooks() -> Iterator[object]:
+    # Importing the scheduler installs its own entersyscall/exitsyscall; put the counting
+    # hooks back for this test only, whatever ran before it.
+    previous = (L._enter_hook, L._exit_hook)
+    L.set_syscall_hooks(None, None)
+    try:
+        yield L.counting_hooks
+    finally:
+        L.set_syscall_hooks(*previous)
+
+
+@pytest.mark.usefixtures("counting_hooks")
 def test_syscall_notifies_the_counting_hooks_raw_does_not() -> None:
     h = L.counting_hooks
     e0, x0 = h.entered, h.exited
