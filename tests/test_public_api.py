@@ -1,0 +1,52 @@
+"""The public surface: every name re-exported once, all of them real, and the README's
+example runs as written."""
+
+from __future__ import annotations
+
+import ast
+import inspect
+import re
+from pathlib import Path
+
+import aiosys
+
+ROOT = Path(__file__).resolve().parent.parent
+
+
+def _exported_names() -> list[str]:
+    tree = ast.parse((ROOT / "aiosys" / "__init__.py").read_text())
+    names: list[str] = []
+    for node in tree.body:
+        if isinstance(node, ast.ImportFrom) and node.module != "__future__":
+            names += [alias.asname or alias.name for alias in node.names]
+    return names
+
+
+def test_every_public_name_is_exported_exactly_once() -> None:
+    names = _exported_names()
+    duplicates = {n for n in names if names.count(n) > 1}
+    assert not duplicates
+    assert len(names) > 40
+
+
+def test_every_exported_name_resolves_and_awaitables_are_coroutine_functions() -> None:
+    for name in _exported_names():
+        obj = getattr(aiosys, name)
+        assert obj is not None, name
+    for name in ("read", "write", "pread", "open", "close", "accept", "fstat", "syscall"):
+        assert inspect.iscoroutinefunction(getattr(aiosys, name)), name
+    assert callable(aiosys.run) and callable(aiosys.new_event_loop)
+
+
+def test_readme_example_runs() -> None:
+    text = (ROOT / "README.md").read_text()
+    block = re.search(r"```python\n(.*?)```", text, re.S)
+    assert block is not None
+    import os
+
+    cwd = os.getcwd()
+    os.chdir(ROOT)
+    try:
+        exec(compile(block.group(1), "README.md", "exec"), {"__name__": "readme"})
+    finally:
+        os.chdir(cwd)
