@@ -4,6 +4,8 @@ and latency; plus ``bench all``, which runs the other owners' micro-benchmark sc
 
 Method (one cell = one server x message size x connection count):
 - the server runs pinned to CPU 0 (``taskset -c 0``), the generator pinned to CPU 1;
+- all servers run at once; the repetitions of a cell go round-robin over the servers (order
+  rotated each round), so load from elsewhere on a shared machine hits every row alike;
 - each repetition opens fresh connections, warms up, then measures for ``seconds``; the
   generator prints marks at the window's edges and the server's utime+stime
   (``/proc/PID/stat``, every thread) is sampled at each mark;
@@ -13,6 +15,7 @@ Method (one cell = one server x message size x connection count):
 
 from __future__ import annotations
 
+import contextlib
 import importlib
 import json
 import os
@@ -115,59 +118,73 @@ def _pinning(cfg: Config) -> tuple[int | None, int | None]:
     return None, None
 
 
-def run_cell(sp: ServerProcess, impl: str, size: int, conns: int, cfg: Config,
-             gen_cpu: int | None) -> Cell:  # fmt: skip
-    cell = Cell(impl, size, conns)
-    for _ in range(cfg.reps):
-        marks: dict[str, float] = {}
+def run_rep(sp: ServerProcess, size: int, conns: int, cfg: Config,
+            gen_cpu: int | None) -> Rep | str:  # fmt: skip
+    """One repetition against a running server: fresh connections, warm-up, measured window.
+    Returns the measurement, or the generator's error message."""
+    marks: dict[str, float] = {}
 
-        def on_mark(name: str, marks: dict[str, float] = marks) -> None:
-            marks[name] = sp.cpu_seconds()
+    def on_mark(name: str) -> None:
+        marks[name] = sp.cpu_seconds()
 
-        res = _loadgen.run(
-            sp.port, conns=conns, size=size, seconds=cfg.seconds, warmup=cfg.warmup,
-            cpu=gen_cpu, on_mark=on_mark,
-        )  # fmt: skip
-        if "error" in res:
-            cell.skipped = str(res["error"])
-            return cell
-        cpu = marks.get("end", 0.0) - marks.get("start", 0.0)
-        n = int(res["requests"])
-        cell.reps.append(
-            Rep(
-                requests=n, seconds=res["seconds"], rps=res["rps"], cpu_s=cpu,
-                cpu_us_per_req=cpu / n * 1e6 if n else float("nan"),
-                p50_us=res["p50_us"], p99_us=res["p99_us"], max_us=res["max_us"],
-                gen_cpu_s=res["cpu_s"], errors=res["errors"], mismatches=res["mismatches"],
-            )  # fmt: skip
-        )
-    return cell
+    res = _loadgen.run(
+        sp.port, conns=conns, size=size, seconds=cfg.seconds, warmup=cfg.warmup,
+        cpu=gen_cpu, on_mark=on_mark,
+    )  # fmt: skip
+    if "error" in res:
+        return str(res["error"])
+    cpu = marks.get("end", 0.0) - marks.get("start", 0.0)
+    n = int(res["requests"])
+    return Rep(
+        requests=n, seconds=res["seconds"], rps=res["rps"], cpu_s=cpu,
+        cpu_us_per_req=cpu / n * 1e6 if n else float("nan"),
+        p50_us=res["p50_us"], p99_us=res["p99_us"], max_us=res["max_us"],
+        gen_cpu_s=res["cpu_s"], errors=res["errors"], mismatches=res["mismatches"],
+    )  # fmt: skip
 
 
 def run_matrix(cfg: Config, progress: Callable[[str], None] = print) -> list[Cell]:
+    """Every server runs at once (idle ones cost nothing); for each (size, conns) cell the
+    repetitions go round-robin over the servers, the order rotated each round, so a burst of
+    load from elsewhere on this shared machine hits every row instead of one."""
     server_cpu, gen_cpu = _pinning(cfg)
     if server_cpu is None:
         progress("note: fewer than 2 usable CPUs: server and generator run unpinned")
-    cells: list[Cell] = []
-    for name in cfg.impls:
-        impl: Impl = IMPLS[name]
-        why = missing(impl)
-        if why:
-            progress(f"skip {name}: {why}")
-            cells += [Cell(name, s, c, skipped=why) for s in cfg.sizes for c in cfg.conns]
-            continue
-        with ServerProcess(impl.command(0), cpu=server_cpu) as sp:
-            try:
-                sp.start()
-            except RuntimeError as exc:
-                progress(f"skip {name}: {exc}")
-                cells += [Cell(name, s, c, skipped="failed to start") for s in cfg.sizes
-                          for c in cfg.conns]  # fmt: skip
-                continue
-            for size in cfg.sizes:
-                for conns in cfg.conns:
-                    cell = run_cell(sp, name, size, conns, cfg, gen_cpu)
-                    cells.append(cell)
+    cells = {(n, s, c): Cell(n, s, c) for n in cfg.impls for s in cfg.sizes for c in cfg.conns}
+    servers: dict[str, ServerProcess] = {}
+    with contextlib.ExitStack() as stack:
+        for name in cfg.impls:
+            impl: Impl = IMPLS[name]
+            why = missing(impl)
+            if why is None:
+                sp = ServerProcess(impl.command(0), cpu=server_cpu)
+                stack.callback(sp.stop)
+                try:
+                    sp.start()
+                    servers[name] = sp
+                except RuntimeError as exc:
+                    why = f"failed to start: {str(exc)[-300:]}"
+            if why is not None:
+                progress(f"skip {name}: {why}")
+                for key, cell in cells.items():
+                    if key[0] == name:
+                        cell.skipped = why
+        names = list(servers)
+        for size in cfg.sizes:
+            for conns in cfg.conns:
+                for rep in range(cfg.reps):
+                    k = rep % max(len(names), 1)
+                    for name in names[k:] + names[:k]:
+                        cell = cells[(name, size, conns)]
+                        if cell.skipped:
+                            continue
+                        r = run_rep(servers[name], size, conns, cfg, gen_cpu)
+                        if isinstance(r, str):
+                            cell.skipped = r
+                        else:
+                            cell.reps.append(r)
+                for name in names:
+                    cell = cells[(name, size, conns)]
                     if cell.skipped:
                         progress(f"{name:18} {size:>6} B {conns:>4} conns  skipped: {cell.skipped}")
                     else:
@@ -176,10 +193,11 @@ def run_matrix(cfg: Config, progress: Callable[[str], None] = print) -> list[Cel
                             f"{cell.median('cpu_us_per_req'):8.2f} us CPU/req  "
                             f"{cell.median('rps'):9.0f} req/s  p99 {cell.median('p99_us'):8.1f} us"
                         )
+        for name, sp in servers.items():
             rc = sp.stop()
             if rc != 0:
                 progress(f"warning: {name} exited with status {rc}: {sp.stderr_text[-500:]}")
-    return cells
+    return list(cells.values())
 
 
 def _cell(cells: Iterable[Cell], impl: str, size: int, conns: int) -> Cell | None:
@@ -239,7 +257,8 @@ def markdown(cells: list[Cell], cfg: Config, command: str) -> str:
         f"CPython {m['python']}, uvloop {m['uvloop']}, anyio {m['anyio']}, trio {m['trio']}, "
         f"Go {m['go']}.  ",
         f"Server pinned to CPU 0, load generator to CPU 1; {cfg.reps} repetitions of "
-        f"{cfg.seconds:g} s after {cfg.warmup:g} s warm-up each; medians, noise = "
+        f"{cfg.seconds:g} s after {cfg.warmup:g} s warm-up each, interleaved round-robin "
+        "across the servers (all running at once); medians, noise = "
         "(max-min)/median of CPU/request. The machine is shared: trust ratios, not absolutes.",
         "",
     ]
