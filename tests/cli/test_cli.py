@@ -108,3 +108,18 @@ def test_trace_prints_schedtrace_lines_during_a_demo() -> None:
     assert lines, p.stdout
     parsed = schedtrace.parse(lines[-1])
     assert parsed["gomaxprocs"] >= 0 and "handoffs" in parsed
+
+
+def test_echo_runs_the_chosen_server_in_the_foreground() -> None:
+    from aiosys.cli._servers import ServerProcess
+
+    cmd = [sys.executable, "-m", "aiosys", "echo", "--impl", "asyncio-stdlib", "--",
+           "--max-conns", "5"]  # fmt: skip
+    with ServerProcess(cmd) as sp:
+        sp.start()
+        import socket
+
+        with socket.create_connection(("127.0.0.1", sp.port), timeout=5) as s:
+            s.sendall(b"ping")
+            assert s.recv(4) == b"ping"
+        assert sp.stop() == 0, sp.stderr_text
