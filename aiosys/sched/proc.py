@@ -298,7 +298,11 @@ def _newp(loop: asyncio.AbstractEventLoop) -> P:
         if not _config.applied:
             configure_pool()
     p = P(loop)
-    loop.add_reader(p.efd, p.on_wakeup)
+    try:
+        loop.add_reader(p.efd, p.on_wakeup)
+    except BaseException:
+        handoffp(p)  # the P's eventfd and pool registration must not leak
+        raise
     hooked = False
     poller: Any = None
     try:

@@ -20,6 +20,7 @@ from collections import Counter
 import pytest
 from _pytest.terminal import TerminalReporter
 from _relcounters import FIGURES
+from loopkinds import loop_kind  # noqa: F401  (the aiosys/stdlib/uvloop fixture)
 
 
 def pytest_configure(config: pytest.Config) -> None:
