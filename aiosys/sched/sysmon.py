@@ -118,6 +118,10 @@ def _selector_select_code(loop: Any) -> CodeType | None:
     return code if isinstance(code, CodeType) else None
 
 
+def _none() -> None:
+    return None
+
+
 class _Watch:
     """One watched loop.  ``beat`` runs on the loop thread; everything else on sysmon's.
 
@@ -127,6 +131,7 @@ class _Watch:
 
     __slots__ = (
         "loop_ref",
+        "p_ref",
         "p_id",
         "idle_code",
         "thread_id",
@@ -139,8 +144,9 @@ class _Watch:
         "probes",
     )
 
-    def __init__(self, loop: Any, p_id: int | None) -> None:
+    def __init__(self, loop: Any, p_id: int | None, p: Any = None) -> None:
         self.loop_ref = weakref.ref(loop)
+        self.p_ref: Callable[[], Any] = weakref.ref(p) if p is not None else _none
         self.p_id = p_id
         self.idle_code = _selector_select_code(loop)
         self.thread_id: int | None = None
@@ -198,12 +204,22 @@ def _running_loop_or_none() -> Any:
         return None
 
 
+_AIOSYS_DIR = os.path.dirname(os.path.dirname(os.path.abspath(__file__))) + os.sep
+
+
 def _frame_stack(frame: FrameType | None, limit: int) -> tuple[list[str], str | None]:
+    """The stack (innermost last) and the blocking line: the innermost frame outside aiosys
+    itself (a user's ``aiosys.native.Syscall(...)`` is named, not the wrapper inside it)."""
     if frame is None:
         return [], None
     summary = traceback.extract_stack(frame, limit=limit)
     lines = [f"{fs.filename}:{fs.lineno} in {fs.name}: {(fs.line or '').strip()}" for fs in summary]
-    return lines, (lines[-1] if lines else None)
+    if not lines:
+        return lines, None
+    for fs, text in zip(reversed(summary), reversed(lines), strict=True):
+        if not os.path.abspath(fs.filename).startswith(_AIOSYS_DIR):
+            return lines, text
+    return lines, lines[-1]
 
 
 def blocking_frame(thread_id: int, limit: int = 30) -> tuple[list[str], str | None]:
@@ -342,8 +358,9 @@ class Sysmon:
 
     # -- loops -------------------------------------------------------------------------------
 
-    def watch_loop(self, loop: Any = None, *, p_id: int | None = None) -> None:
-        """Watch ``loop`` (default: the running loop) for stalls.  Thread-safe; idempotent."""
+    def watch_loop(self, loop: Any = None, *, p_id: int | None = None, p: Any = None) -> None:
+        """Watch ``loop`` (default: the running loop) for stalls.  Thread-safe; idempotent.
+        ``p``: the scheduler's P of that loop, if any (its status goes into the alarm)."""
         if loop is None:
             loop = _running_loop_or_none()
             if loop is None:
@@ -353,7 +370,7 @@ class Sysmon:
             old = self._watches.get(key)
             if old is not None and old.loop_ref() is loop:
                 return
-            w = _Watch(loop, p_id)
+            w = _Watch(loop, p_id, p)
             self._watches[key] = w
         # The first probe teaches the watch its thread (and uvloop's base frame).
         w.post_probe(loop, nanotime())
@@ -442,7 +459,7 @@ class Sysmon:
             with contextlib.suppress(Exception):
                 if loop.is_closed():
                     continue
-                self.watch_loop(loop, p_id=getattr(p, "id", getattr(p, "p_id", None)))
+                self.watch_loop(loop, p_id=getattr(p, "id", getattr(p, "p_id", None)), p=p)
 
     def _check_loops(self, now: int) -> tuple[bool, bool]:
         """Returns (acted, every loop idle or not running)."""
@@ -491,9 +508,13 @@ class Sysmon:
                     w.stalled_at = now
                     w.stall_since = w.probe_at
                     self.counters.stalls += 1
+                    # p_status _Psyscall: the loop thread is inside a synchronous Syscall (Go's
+                    # sysmon would retake this P); otherwise a callback holds the thread.
                     self._alarm(
                         "loop_stalled",
                         p=w.p_id,
+                        p_status=getattr(w.p_ref(), "status", None),
+                        loop=type(loop).__name__,
                         thread_id=w.thread_id,
                         stalled_ms=round(late / 1e6, 1),
                         threshold_ms=self.config.stall_ms,

@@ -126,13 +126,15 @@ def test_idle_and_stopped_loops_are_not_stalls_and_not_probed(
     loop = new_loop(kind)
     try:
         s.watch_loop(loop)
-        loop.run_until_complete(asyncio.sleep(0.15))  # idle, parked in the selector
+        loop.run_until_complete(asyncio.sleep(0.15))
         time.sleep(0.15)  # loop not running: the thread's business, not a stall
-        loop.run_until_complete(asyncio.sleep(0.05))
+        rounds = s.counters.rounds
+        loop.run_until_complete(asyncio.sleep(0.6))  # idle, parked in the selector
+        rounds = s.counters.rounds - rounds
         (w,) = s._watches.values()
-        # An idle loop is not woken: the first probe (to learn the thread) and perhaps one
-        # per run_until_complete (new base frame), nothing per round.
-        assert w.probes <= 3, w.probes
+        # An idle loop is not woken: the first probe (to learn the thread), one or two when
+        # sysmon catches the loop between run_until_complete calls, nothing per round.
+        assert w.probes <= 5 < rounds, (w.probes, rounds)
     finally:
         loop.close()
         s.stop()
