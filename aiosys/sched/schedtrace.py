@@ -15,8 +15,9 @@ aiosys prints the same head, with its own words for the same things, then its ow
 * idleprocs: Ps parked in netpoll (``_Pidle``), when the P says so
 * threads: the loop threads (M0, one per P) plus the pool's Ms (``m_threads``, else busy + idle)
 * spinningthreads / idlethreads: Ms spinning for work / parked
-* runqueue: calls queued for an M (the pool's queue depth); ``[...]`` per P: completions
-  waiting for that P's netpoll step (or its in-flight Gs if the P does not say)
+* runqueue: calls queued for an M (the pool's queue depth); ``[...]`` per P: that P's calls
+  in flight (handed off and not yet drained: queued, on an M, or completed and waiting for the
+  P's netpoll step)
 * then: inline hits, handoffs, exitsyscall fast / slow, RWF_NOWAIT hits/misses, orphans finalized
 
 Like Go's, the line is written by sysmon (``aiosys/sched/sysmon.py``) to a stream of the
@@ -61,7 +62,7 @@ def _p_queue(p: Any) -> int:
             v = v()
         if isinstance(v, int):
             return v
-    for attr in ("completions", "runq"):
+    for attr in ("inflight", "completions", "runq"):
         v = getattr(p, attr, None)
         if v is not None:
             try:

@@ -148,6 +148,9 @@ def test_sysmon_reports_a_slow_handed_off_call(kind: str, locked_file: tuple[int
         task = asyncio.ensure_future(handoff("flock", _FLOCK, fd1, fcntl.LOCK_EX, fd=fd1))
         try:
             await _until(lambda: "long_syscall" in kinds())
+            # The schedtrace line shows the call in flight on this P.
+            line = schedtrace.parse(schedtrace.line(0, stats.snapshot(), proc.allp()))
+            assert 1 in line["per_p"] and line["threads"] >= 2
         finally:
             fcntl.flock(fd0, fcntl.LOCK_UN)
         await task
