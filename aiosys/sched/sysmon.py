@@ -205,11 +205,14 @@ def _running_loop_or_none() -> Any:
 
 
 _AIOSYS_DIR = os.path.dirname(os.path.dirname(os.path.abspath(__file__))) + os.sep
+_LOOP_INTERNALS = (os.sep + "asyncio" + os.sep, os.sep + "uvloop" + os.sep)
 
 
 def _frame_stack(frame: FrameType | None, limit: int) -> tuple[list[str], str | None]:
     """The stack (innermost last) and the blocking line: the innermost frame outside aiosys
-    itself (a user's ``aiosys.native.Syscall(...)`` is named, not the wrapper inside it)."""
+    itself, so that a user's ``aiosys.native.Syscall(...)`` is named rather than the wrapper
+    inside it; if the caller of aiosys's frames is the event loop itself, aiosys is the one
+    blocking and its innermost line is named."""
     if frame is None:
         return [], None
     summary = traceback.extract_stack(frame, limit=limit)
@@ -217,14 +220,18 @@ def _frame_stack(frame: FrameType | None, limit: int) -> tuple[list[str], str | 
     if not lines:
         return lines, None
     for fs, text in zip(reversed(summary), reversed(lines), strict=True):
-        if not os.path.abspath(fs.filename).startswith(_AIOSYS_DIR):
-            return lines, text
+        filename = os.path.abspath(fs.filename)
+        if filename.startswith(_AIOSYS_DIR):
+            continue
+        if text is not lines[-1] and any(part in filename for part in _LOOP_INTERNALS):
+            break
+        return lines, text
     return lines, lines[-1]
 
 
 def blocking_frame(thread_id: int, limit: int = 30) -> tuple[list[str], str | None]:
-    """The Python stack of ``thread_id`` (innermost last) and its innermost line
-    ``"file:line in func: source"`` (the line the thread is blocked on)."""
+    """The Python stack of ``thread_id`` (innermost last) and the line it is blocked on,
+    ``"file:line in func: source"`` (see :func:`_frame_stack`)."""
     return _frame_stack(sys._current_frames().get(thread_id), limit)
 
 
@@ -247,10 +254,9 @@ def _default_procs() -> Iterable[Any]:
     return fn() if fn is not None else ()
 
 
-def _default_grow_pool() -> None:
+def _default_grow_pool() -> int | None:
     fn = _sched_attr("grow_pool")
-    if fn is not None:
-        fn()
+    return fn() if fn is not None else None
 
 
 def _default_mthreads() -> Iterable[int]:
@@ -295,7 +301,7 @@ class Sysmon:
         *,
         inflight: Callable[[], Iterable[Any]] | None = None,
         procs: Callable[[], Iterable[Any]] | None = None,
-        grow_pool: Callable[[], Any] | None = None,
+        grow_pool: Callable[[], int | None] | None = None,
         stats: Callable[[], dict[str, int]] | None = None,
         mthreads: Callable[[], Iterable[int]] | None = None,
     ) -> None:

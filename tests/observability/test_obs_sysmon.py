@@ -328,3 +328,38 @@ def test_m_events_are_sampled_from_the_pool_while_tracing() -> None:
         ("m_unpark", -1, 1),
     ]
     assert logs[0]["m_threads"] == 3
+
+
+def _thread_blocked_in(caller_file: str) -> tuple[list[str], str | None]:
+    """A thread whose innermost frame is a (fake) aiosys wrapper sleeping, called from code
+    compiled under ``caller_file``; returns what sysmon would name."""
+    import os
+    import threading
+
+    wrapper_ns: dict[str, Any] = {"time": time}
+    aiosys_file = os.path.join(sysmon._AIOSYS_DIR, "fake_wrapper.py")
+    exec(compile("def wrapper():\n    time.sleep(0.3)\n", aiosys_file, "exec"), wrapper_ns)
+    caller_ns: dict[str, Any] = {"wrapper": wrapper_ns["wrapper"]}
+    exec(compile("def caller():\n    wrapper()\n", caller_file, "exec"), caller_ns)
+    t = threading.Thread(target=caller_ns["caller"])
+    t.start()
+    try:
+        assert t.ident is not None
+        for _ in range(200):
+            stack, line = sysmon.blocking_frame(t.ident)
+            if stack and "in wrapper" in stack[-1]:
+                return stack, line
+            time.sleep(0.001)
+        raise AssertionError("thread never reached the wrapper")
+    finally:
+        t.join()
+
+
+def test_blocking_line_names_the_caller_of_an_aiosys_wrapper() -> None:
+    stack, line = _thread_blocked_in("/somewhere/user_code.py")
+    assert line is not None and line.startswith("/somewhere/user_code.py:2 in caller")
+
+
+def test_blocking_line_is_aiosys_itself_when_the_loop_called_it() -> None:
+    stack, line = _thread_blocked_in("/usr/lib/python3.11/asyncio/events.py")
+    assert line == stack[-1] and "fake_wrapper.py:2 in wrapper" in line
