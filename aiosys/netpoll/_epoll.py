@@ -129,6 +129,7 @@ class PollDesc:
         "sock",
         "sockinfo",
         "stream",
+        "stream_kind",
         "tag",
         "wd",
         "wg",
@@ -155,6 +156,7 @@ class PollDesc:
         # the next read can park at once instead of failing with EAGAIN first.  Never for
         # datagrams, ttys (one line per read), eventfd, timerfd...
         self.stream = stream
+        self.stream_kind = stream  # what the fd is; ``stream`` may be cleared by a hang-up
         # preadv2/pwritev2(RWF_NOWAIT) work per call (so an fd whose O_NONBLOCK was cleared
         # through a dup still never blocks); cleared on EOPNOTSUPP (ttys, eventfd writes).
         self.nowait_r = True
@@ -303,10 +305,12 @@ class Netpoller:
         self._seq = seq = (self._seq + 1) & 0x7FFFFFFF or 1
         tag = (seq << 32) | fd
         _ll.epoll_ctl(self.epfd, _ll.EPOLL_CTL_ADD, fd, _ET_EVENTS, tag)
-        pd = PollDesc(fd, tag, sock=True, stream=listener.stream)
+        pd = PollDesc(fd, tag, sock=True, stream=listener.stream_kind)
         old = self.pds.get(fd)
         if old is not None:  # a stale PollDesc: its fd was closed behind our back
             self.tags.pop(old.tag, None)
+            old.closing = True
+            self._wake_closed(old)
         self.pds[fd] = pd
         self.tags[tag] = pd
         self.registered_total += 1
