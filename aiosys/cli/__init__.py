@@ -51,6 +51,10 @@ def _parser() -> argparse.ArgumentParser:
     ba.add_argument("rest", nargs=argparse.REMAINDER, help="arguments passed to each script")
     br = bsub.add_parser("reads", help="quick cached 4 KiB read latency probe (for the chart)")
     br.add_argument("-n", type=int, default=2000, help="reads per method")
+    bp = bsub.add_parser("report", help="the markdown table of a saved echo matrix run")
+    bp.add_argument("--json", help="echo matrix JSON (default benchmarks/results/echo_full.json)")
+    bp.add_argument("--results", action="store_true",
+                    help="write it into benchmarks/RESULTS.md (issue 6 section)")
     bc = bsub.add_parser("chart", help="draw the chart from saved echo-matrix JSON")
     bc.add_argument("--json", help="echo matrix JSON (default benchmarks/results/echo_full.json)")
     bc.add_argument("--out", help="PNG path (default benchmarks/echo_cpu.png)")

@@ -51,6 +51,9 @@ IMPLS: dict[str, Impl] = {
     for i in [
         Impl("goroutine", "aiosys goroutine-style (aiosys loop)", _S + "echo_goroutine.py",
              needs=("aiosys_loop", "aiosys_io"), aiosys=True),
+        Impl("goroutine-netpoll", "aiosys goroutine-style, aiosys.netpoll awaitables directly",
+             _S + "echo_goroutine.py", ("--io", "netpoll"), needs=("aiosys_loop", "aiosys_io"),
+             aiosys=True),
         Impl("goroutine-uvloop", "aiosys goroutine-style (uvloop, attached)",
              _S + "echo_uvloop.py", needs=("aiosys_io",), aiosys=True),
         Impl("asyncio-aiosys", "asyncio streams (aiosys loop)", _S + "echo_asyncio.py",

@@ -48,6 +48,8 @@ RATIOS: list[tuple[str, str, str]] = [
     ("anyio-aiosys", "anyio-uvloop", ""),
     ("goroutine", "trio", ""),
     ("goroutine", "go", ""),
+    ("goroutine-netpoll", "asyncio-uvloop", "aiosys.netpoll awaitables, no public dispatch"),
+    ("goroutine", "goroutine-netpoll", "cost of the public aiosys.read/write_all layer"),
 ]
 HEADLINE = (64, 100)
 
@@ -249,10 +251,12 @@ def machine() -> dict[str, str]:
     return info
 
 
-def markdown(cells: list[Cell], cfg: Config, command: str) -> str:
-    m = machine()
+def markdown(cells: list[Cell], cfg: Config, command: str, when: float | None = None,
+             m: dict[str, str] | None = None) -> str:  # fmt: skip
+    m = m or machine()
+    stamp = time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime(when))
     lines = [
-        f"Run {time.strftime('%Y-%m-%d %H:%M UTC', time.gmtime())}: `{command}`  ",
+        f"Run {stamp}: `{command}`  ",
         f"Machine: {m.get('cpu', '?')}, {m['cpus']} vCPU, Linux {m['kernel']}, "
         f"CPython {m['python']}, uvloop {m['uvloop']}, anyio {m['anyio']}, trio {m['trio']}, "
         f"Go {m['go']}.  ",
@@ -299,20 +303,32 @@ def write_results_section(md: str, path: Path = RESULTS_MD) -> None:
     path.write_text(text)
 
 
-def save_json(cells: list[Cell], cfg: Config, path: Path) -> None:
+def save_json(cells: list[Cell], cfg: Config, path: Path, command: str = "") -> None:
     path.parent.mkdir(parents=True, exist_ok=True)
-    data = {"config": asdict(cfg), "machine": machine(), "cells": [asdict(c) for c in cells]}
+    data = {"config": asdict(cfg), "machine": machine(), "when": time.time(),
+            "command": command, "cells": [asdict(c) for c in cells]}  # fmt: skip
     path.write_text(json.dumps(data, indent=1))
 
 
 def load_json(path: Path) -> tuple[Config, list[Cell]]:
+    cfg, cells, _ = load_json_meta(path)
+    return cfg, cells
+
+
+def load_json_meta(path: Path) -> tuple[Config, list[Cell], dict[str, Any]]:
+    """Config, cells, and the run's metadata (machine, when, command) of a saved run."""
     data = json.loads(path.read_text())
     cfg = Config(**data["config"])
     cells = []
     for c in data["cells"]:
         reps = [Rep(**r) for r in c.pop("reps")]
         cells.append(Cell(**c, reps=reps))
-    return cfg, cells
+    meta = {
+        "machine": data.get("machine") or {},
+        "when": data.get("when", path.stat().st_mtime),
+        "command": data.get("command") or "python -m aiosys bench echo --full",
+    }
+    return cfg, cells, meta
 
 
 def run_all(extra: list[str], timeout: float = 900.0) -> int:

@@ -40,8 +40,8 @@ def echo(args: Any, out: TextIO) -> int:
     cells = bench.run_matrix(cfg, progress)
     tag = "full" if args.full else "quick"
     json_path = Path(args.json) if args.json else bench.RESULTS_DIR / f"echo_{tag}.json"
-    bench.save_json(cells, cfg, json_path)
     cmd = "python -m aiosys " + " ".join(sys.argv[1:] if sys.argv[1:2] == ["bench"] else [])
+    bench.save_json(cells, cfg, json_path, cmd.strip())
     md = bench.markdown(cells, cfg, cmd.strip())
     out.write("\n" + md)
     out.write(f"\nraw results: {json_path}\n")
@@ -79,7 +79,23 @@ def reads(args: Any, out: TextIO) -> int:
     return 0
 
 
+def report(args: Any, out: TextIO) -> int:
+    src = Path(args.json) if args.json else bench.RESULTS_DIR / "echo_full.json"
+    if not src.exists():
+        out.write(f"{src} not found: run python -m aiosys bench echo --full first\n")
+        return 2
+    cfg, cells, meta = bench.load_json_meta(src)
+    md = bench.markdown(cells, cfg, meta["command"], meta["when"], meta["machine"])
+    out.write(md)
+    if args.results:
+        bench.write_results_section(md)
+        out.write(f"updated {bench.RESULTS_MD}\n")
+    return 0
+
+
 def main(args: Any, out: TextIO = sys.stdout) -> int:
+    if args.what == "report":
+        return report(args, out)
     if args.what == "reads":
         return reads(args, out)
     if args.what == "echo":

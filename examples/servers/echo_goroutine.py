@@ -31,6 +31,8 @@ READ_SIZE = 65536
 # byte, and a busy connection pays for one timer update per second, not one per request.
 DEADLINE_REFRESH = 1.0
 QUIET_ERRNOS = {errno.ECONNRESET, errno.EPIPE, errno.EBADF, errno.ENOTCONN, errno.ETIMEDOUT}
+# accept errors that mean "not now" (Go's Temporary()): back off and retry.
+ACCEPT_BACKOFF_ERRNOS = {errno.EMFILE, errno.ENFILE, errno.ENOBUFS, errno.ENOMEM}
 
 
 class GoroutineEchoServer:
@@ -70,8 +72,20 @@ class GoroutineEchoServer:
             await self.close_fd(fd)
 
     async def accept_loop(self, lfd: int) -> None:
+        delay = 0.0
         while True:
-            fd, _addr = await self.io.accept(lfd)
+            try:
+                fd, _addr = await self.io.accept(lfd)
+            except OSError as exc:
+                if exc.errno not in ACCEPT_BACKOFF_ERRNOS:
+                    raise
+                # Out of fds or memory while a connection waits: the listener stays readable,
+                # so retrying at once spins the loop at 100% CPU, and giving up stops the
+                # server.  Back off 5 ms .. 1 s like Go's net/http Serve, then retry.
+                delay = min(max(delay * 2, 0.005), 1.0)
+                await asyncio.sleep(delay)
+                continue
+            delay = 0.0
             self.accepted += 1
             if len(self.conns) >= self.max_conns:
                 await self.close_fd(fd)  # over the connection limit
@@ -120,12 +134,21 @@ def run(loop: str, argv: list[str] | None = None, doc: str | None = __doc__) -> 
         default=30.0,
         help="close a connection that sends nothing for this many seconds (read deadline)",
     )
+    ap.add_argument(
+        "--io",
+        choices=["aiosys", "netpoll"],
+        default="aiosys",
+        help="aiosys: the public awaitables (default); netpoll: aiosys.netpoll's directly "
+        "(pollable fds only: skips the public layer's file/pipe dispatch)",
+    )
     args = ap.parse_args(argv)
     fds = _common.open_fds()
     _common.enable_trace(args.trace)
-    server = GoroutineEchoServer(
-        _common.aiosys_io(), max_conns=args.max_conns, idle_timeout=args.idle_timeout
-    )
+    if args.io == "netpoll":
+        import aiosys.netpoll as io
+    else:
+        io = _common.aiosys_io()
+    server = GoroutineEchoServer(io, max_conns=args.max_conns, idle_timeout=args.idle_timeout)
     with asyncio.Runner(loop_factory=_common.loop_factory(loop)) as runner:
         runner.run(server.serve(args.host, args.port))
     return _common.report_leaks(fds)
