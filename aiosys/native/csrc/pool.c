@@ -298,7 +298,7 @@ static void *pool_worker(void *arg)
     sigdelset(&set, SIGBUS);
     sigdelset(&set, SIGFPE);
     sigdelset(&set, SIGILL);
-    pthread_sigmask(SIG_BLOCK, &set, NULL);
+    pthread_sigmask(SIG_SETMASK, &set, NULL);
 
     pthread_mutex_lock(&pool.mu);
     unsigned epoch = pool.epoch;
@@ -335,7 +335,8 @@ static void *pool_worker(void *arg)
             ts.tv_sec += (time_t)(pool.idle_timeout_ns / 1000000000LL + ns / 1000000000LL);
             ts.tv_nsec = (long)(ns % 1000000000LL);
             int rc = 0;
-            while (!self.woken && !pool.shutdown && pool.epoch == epoch && rc != ETIMEDOUT)
+            while (!self.woken && !pool.shutdown && pool.epoch == epoch && rc != ETIMEDOUT &&
+                   pool.nthreads <= pool.max_threads)
                 rc = pthread_cond_timedwait(&self.cv, &pool.mu, &ts);
             if (!self.woken) {
                 /* Not claimed: take ourselves off the idle stack. */
@@ -348,6 +349,8 @@ static void *pool_worker(void *arg)
                 }
                 if (pool.epoch != epoch || pool.shutdown)
                     break;
+                if (pool.nthreads > pool.max_threads)
+                    break; /* the cap was lowered: surplus idle Ms leave */
                 if (atomic_load(&pool.qlen) == 0)
                     break; /* idle too long: exit */
             }
@@ -364,19 +367,19 @@ static void *pool_worker(void *arg)
 
         long long t0 = pool_now();
         long r;
-        long eintr = 0;
         for (;;) {
             r = pool_trap6(trap, a0, a1, a2, a3, a4, a5);
             if (r != -EINTR)
                 break;
-            eintr++;
+            /* A signal handler ran on this M: make the call again (PEP 475, Go's
+               ignoringEINTR).  Counted at once so the retry is observable. */
+            __atomic_fetch_add(&pool.eintr_retries, 1, __ATOMIC_RELAXED);
         }
         long long t1 = pool_now();
 
         int close_fd = -1;
         pthread_mutex_lock(&pool.mu);
         pool.nrunning--;
-        pool.eintr_retries += eintr;
         if (pool.epoch != epoch)
             break; /* forked child: this slot no longer exists (cannot happen in practice) */
         s->result = r;
@@ -827,7 +830,7 @@ int aiosys_pool_stats(int64_t *out, int n)
     out[5] = pool.spawned;
     out[6] = pool.exited;
     out[7] = pool.completed;
-    out[8] = pool.eintr_retries;
+    out[8] = __atomic_load_n(&pool.eintr_retries, __ATOMIC_RELAXED);
     out[9] = pool.wakeups;
     out[10] = pool.spawn_failures;
     out[11] = pool.rejected;
