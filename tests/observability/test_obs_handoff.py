@@ -283,6 +283,21 @@ def _read_one_byte_blocking(r: int) -> None:
         pin.release()
 
 
+@pytest.fixture
+def scheduler_syscall_hooks() -> Iterator[None]:
+    """The scheduler's Syscall hooks, whatever another test left installed (the native tests
+    swap them)."""
+    from aiosys.native import _lowlevel as ll
+
+    previous = (ll._enter_hook, ll._exit_hook)
+    ll.set_syscall_hooks(proc._hook_enter, proc._hook_exit)
+    try:
+        yield
+    finally:
+        ll.set_syscall_hooks(*previous)
+
+
+@pytest.mark.usefixtures("scheduler_syscall_hooks")
 @pytest.mark.parametrize("kind", ["aiosys", "uvloop"])
 def test_stall_inside_a_synchronous_syscall_says_psyscall(kind: str) -> None:
     import threading
