@@ -519,3 +519,45 @@ def test_write_all_stops_when_closed_between_writes(loop_kind: str) -> None:
         assert fdtable.table_size() == 0
 
     run_in(loop_kind, body)
+
+
+def test_close_from_another_thread_wakes_the_parked_reader(loop_kind: str) -> None:
+    async def body() -> None:
+        r, w = os.pipe()
+        reader = asyncio.ensure_future(netpoll.read(r, 10))
+        await asyncio.sleep(0.01)
+        assert fdtable.fd_refs(r) == 1
+        refs_at_close: list[int] = []
+
+        def closer(fd: int) -> None:
+            refs_at_close.append(fdtable.fd_refs(fd))
+            os.close(fd)
+
+        th = threading.Thread(target=fdtable.fd_close, args=(r, closer))
+        th.start()
+        with pytest.raises(netpoll.FDClosedError):
+            await reader
+        th.join()
+        # Whichever thread ran it (the closing thread or the reader's release), the real close
+        # happened once, with no reference held.
+        assert refs_at_close == [0]
+        assert not fdtable.fd_closing(r)
+        with pytest.raises(OSError):
+            os.fstat(r)
+        await netpoll.close(w)
+
+    run_in(loop_kind, body)
+
+
+def test_file_objects_are_accepted_and_keep_their_ownership(loop_kind: str) -> None:
+    async def body() -> None:
+        r, w = os.pipe()
+        fr = os.fdopen(r, "rb", buffering=0)
+        fw = os.fdopen(w, "wb", buffering=0)
+        assert await netpoll.write(fw, b"obj") == 3
+        assert await netpoll.read(fr, 10) == b"obj"
+        await netpoll.close(fr)
+        await netpoll.close(fw)
+        assert fr.closed and fw.closed  # closed through the objects, not behind their back
+
+    run_in(loop_kind, body)
