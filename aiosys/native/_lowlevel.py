@@ -372,20 +372,24 @@ class Pinned:
     cannot be resized, for as long as this object is alive (``ffi.from_buffer`` holds a buffer
     export, which is what makes a ``bytearray`` refuse to resize)."""
 
-    __slots__ = ("_cdata", "addr", "size")
+    __slots__ = ("_cdata", "_keep", "addr", "size")
 
-    def __init__(self, cdata: Any, addr: int, size: int) -> None:
-        self._cdata = cdata
+    def __init__(self, cdata: Any, addr: int, size: int, keep: Any = None) -> None:
+        self._cdata = cdata  # what C calls get: starts at addr, len() == size
+        self._keep = keep  # the export that pins the memory, when _cdata does not own one
         self.addr = addr
         self.size = size
 
     def release(self) -> None:
         """Drop the buffer export now instead of at garbage collection."""
         cd, self._cdata = self._cdata, None
-        if cd is not None:
-            # ffi.new() arrays refuse release() on older cffi; they are freed by refcount.
-            with contextlib.suppress(TypeError, ValueError):
-                ffi.release(cd)
+        keep, self._keep = self._keep, None
+        for c in (keep, cd):
+            if c is not None:
+                # ffi.new() arrays refuse release() on older cffi; they are freed by
+                # refcount.  A non-owning view (see _pin_memoryview_base) refuses too.
+                with contextlib.suppress(TypeError, ValueError):
+                    ffi.release(c)
 
 
 def pin_buffer(obj: object, *, writable: bool) -> Pinned:
@@ -401,7 +405,42 @@ def pin_buffer(obj: object, *, writable: bool) -> Pinned:
         raise TypeError(
             f"a bytes-like object is required, not {type(obj).__name__!r}"
         ) from None
-    return Pinned(cd, int(ffi.cast(_UINTPTR, cd)), len(cd))
+    addr, size = int(ffi.cast(_UINTPTR, cd)), len(cd)
+    if isinstance(obj, memoryview):
+        return _pin_memoryview_base(obj, cd, addr, size)
+    return Pinned(cd, addr, size)
+
+
+def _pin_memoryview_base(view: memoryview, cd: Any, addr: int, size: int) -> Pinned:
+    """Hold the export on the memory's owner instead of on the memoryview.
+
+    CPython 3.11's memoryview tp_clear drops its managed buffer even while a buffer it
+    exported is still held; when the garbage collector then frees a cycle holding both the
+    memoryview and that export (an exception's traceback -> frame -> Prepared -> Pinned is
+    such a cycle), releasing the export later dereferences NULL: a segfault found by the
+    property tests.  The owner (bytes, bytearray, array, mmap ...) keeps the same memory in
+    place while exported, so the address taken from the memoryview stays valid.
+
+    The owner's export starts at the owner's first byte, not the view's: C calls get a
+    non-owning ``char[size]`` at the view's address instead (a slice ``memoryview(b)[5:]``
+    handed the owner's start to the kernel, so ``write_all`` resent bytes it had written
+    after a short write: found by tests/reliability/test_faults_io.py).
+    """
+    try:
+        owner = view.obj
+        if isinstance(owner, memoryview):
+            return Pinned(cd, addr, size)
+        base = ffi.from_buffer(owner)
+    except (TypeError, ValueError, BufferError):
+        return Pinned(cd, addr, size)  # an unusual owner: keep the memoryview's export
+    start = addr - int(ffi.cast(_UINTPTR, base))
+    if not 0 <= start <= len(base) - size:  # not inside its owner's buffer: keep the view's
+        ffi.release(base)
+        return Pinned(cd, addr, size)
+    ffi.release(cd)
+    if start == 0 and size == len(base):
+        return Pinned(base, addr, size)
+    return Pinned(ffi.cast(f"char(*)[{size}]", addr)[0], addr, size, keep=base)
 
 
 def pin_path(path: object) -> Pinned:

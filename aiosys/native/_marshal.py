@@ -268,6 +268,12 @@ class Iovec:
         self.count = len(self._bufs)
         self.size = total
 
+    def release(self) -> None:
+        """Drop the pins (the kernel is done with the memory)."""
+        for b in self._bufs:
+            b.release()
+        self._array.release()
+
 
 def _pairs(bufs: list[Pinned]) -> list[int]:
     out: list[int] = []
@@ -305,6 +311,12 @@ class Out:
             self._len = bytearray(4)
             self._pinlen = None
             self.lenp = 0
+
+    def release(self) -> None:
+        """Drop the pins; ``buf`` stays readable (it is a bytearray)."""
+        self._pin.release()
+        if self._pinlen is not None:
+            self._pinlen.release()
 
     @property
     def length(self) -> int:

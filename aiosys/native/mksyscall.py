@@ -420,6 +420,14 @@ def _wrap_doc(text: str, indent: str) -> str:
     return f'{indent}"""{body}\n{indent}"""'
 
 
+def _target_kind(t: Row, r: Row, name: str) -> str:
+    """The kind of the target parameter that the wrapper's parameter ``name`` feeds."""
+    for i, a in enumerate(r.target_args):
+        if a == name and i < len(t.params):
+            return t.params[i].kind
+    return "fd"
+
+
 def _resolve(rows: dict[str, Row], r: Row) -> Row:
     return rows[r.target] if r.klass == "wrap" else r
 
@@ -443,6 +451,12 @@ def gen_entry(r: Row, rows: dict[str, Row]) -> str:
         targs = [a if a in pnames else _const(a) for a in r.target_args]
         out.append(_signature(f"prepare_{r.name}", r.params, f"Prepared[{ann}]"))
         out.append(_docstring(f"Prepare {r.name} (a wrap over {r.target}): no syscall is made."))
+        for p in r.params:
+            k = KINDS[p.kind]
+            if not k.keep and KINDS[_target_kind(t, r, p.name)] != k:
+                # The target's parameter is looser (fstat's fd becomes statx's dirfd, where
+                # AT_FDCWD is valid): check the wrapper's own kind first.
+                out.append(f"    {k.marshal}({p.name})")
         out.append(f"    p = {_call('prepare_' + r.target, targs)}")
         out.append(f'    p.name = "{r.name}"')
         if not any(p.kind == "path" for p in r.params):

@@ -17,7 +17,8 @@ Invariant: ``keep`` stays referenced by the :class:`Prepared` until the kernel i
 memory; whoever runs the trap on another thread must keep the :class:`Prepared` alive until the
 trap has returned, then call exactly one of ``finish(r)`` or, if nobody wants the result any
 more (the awaiting task was cancelled), ``orphan(r)``, which releases what the call created
-(closes a returned fd, unmaps a mapping).
+(closes a returned fd, unmaps a mapping).  Both unpin ``keep`` first: a Prepared is trapped
+once (EINTR retries aside, which happen before ``finish``).
 """
 
 from __future__ import annotations
@@ -120,6 +121,7 @@ class Prepared(Generic[T]):
             where the call took paths), or ``OSError(EIO)`` for a result outside the valid
             range (a read or write reporting more bytes than the buffer held).
         """
+        self.release()
         if self.klass == "noerror":
             return self._decode(r & _U64_MASK, self._ctx)
         if -_MAX_ERRNO <= r < 0:
@@ -127,6 +129,18 @@ class Prepared(Generic[T]):
                 return self._decode(0, self._ctx)
             raise self.error(-r)
         return self._decode(r, self._ctx)
+
+    def release(self) -> None:
+        """Unpin ``keep`` now (a bytearray can be resized again) rather than when the Prepared
+        is collected, which an exception's traceback can delay.  :meth:`finish` and
+        :meth:`orphan` call it: the kernel is done with the memory by then, so a Prepared is
+        made (trapped) once."""
+        keep = self.keep
+        if isinstance(keep, tuple):
+            for k in keep:
+                rel = getattr(k, "release", None)
+                if rel is not None:
+                    rel()
 
     def error(self, err: int) -> OSError:
         """The ``OSError`` for errno ``err``, carrying this call's filename(s)."""
@@ -140,6 +154,7 @@ class Prepared(Generic[T]):
     def orphan(self, r: int) -> None:
         """Nobody will call :meth:`finish`: release what a successful call created (a returned
         fd is closed, a new mapping unmapped).  Never raises for a failed call."""
+        self.release()
         if not -_MAX_ERRNO <= r < 0:
             self._orphan(r, self._ctx)
 

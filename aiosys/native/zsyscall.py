@@ -556,6 +556,7 @@ def lstat(path: _m.Path) -> _m.StatxResult:
 
 def prepare_fstat(fd: int) -> Prepared[_m.StatxResult]:
     """Prepare fstat (a wrap over statx): no syscall is made."""
+    _m.fd(fd)
     p = prepare_statx(fd, "", _m.AT_EMPTY_PATH, _m.STATX_DEFAULT)
     p.name = "fstat"
     p.filename = p.filename2 = None

@@ -227,6 +227,9 @@ def test_stat_errors_carry_the_filename(tmp_path: Path) -> None:
     with pytest.raises(OSError) as ei:
         z.fstat(1 << 20)
     assert ei.value.errno == errno.EBADF and ei.value.filename is None
+    with pytest.raises(OSError) as ei:
+        z.fstat(z._m.AT_FDCWD)  # not a fd: statx's dirfd would stat the cwd
+    assert ei.value.errno == errno.EBADF
     with pytest.raises(ValueError):
         z.stat("a\0b")
     with pytest.raises(TypeError):
@@ -757,6 +760,21 @@ def test_trap_on_another_thread_then_finish_on_this_one(tmp_path: Path) -> None:
         assert st.finish(L.raw6(st.trap, *st.args)).st_size == 7
     finally:
         os.close(fd)
+
+
+def test_pins_are_released_when_the_call_is_done(pipe: tuple[int, int]) -> None:
+    r, _ = pipe
+    buf = bytearray(4)
+    try:
+        z.read(1 << 20, buf)
+    except OSError:
+        buf.extend(b"more")  # not "BufferError: Existing exports": the pin is gone
+    assert len(buf) == 8
+    view = memoryview(bytearray(8))
+    p = z.prepare_write(1 << 20, view)
+    with pytest.raises(OSError):
+        p.finish(-errno.EBADF)
+    view.release()  # no export left on the memoryview either
 
 
 def test_wrap_prepare_reports_its_own_name() -> None:
