@@ -206,6 +206,7 @@ def test_syscall_notifies_the_counting_hooks_raw_does_not() -> None:
     assert (h.entered - e0, h.exited - x0) == (3, 3)
 
 
+@pytest.mark.usefixtures("counting_hooks")
 def test_installed_hooks_see_every_call_and_exit_runs_on_errors() -> None:
     seen: list[tuple[str, object]] = []
 

@@ -809,6 +809,24 @@ def test_orphan_releases_what_the_call_created(tmp_path: Path) -> None:
     z.prepare_open(path, 0).orphan(-errno.ENOENT)
 
 
+def test_blocking_wrappers_notify_the_scheduler_hooks_nonblocking_do_not(tmp_path: Path) -> None:
+    seen: list[int] = []
+    previous = (L._enter_hook, L._exit_hook)
+    L.set_syscall_hooks(lambda trap: seen.append(trap), lambda token: None)
+    try:
+        z.getpid()
+        z.clock_gettime()
+        z.sched_yield()
+        assert seen == []  # noerror / sysnb: RawSyscall, no entersyscall
+        with pytest.raises(OSError):
+            z.close(1 << 20)
+        z.stat(tmp_path)  # a wrap: the target's class (sys)
+        z.nanosleep(0)  # sysblock
+        assert seen == [L.SYS["close"], L.SYS["statx"], L.SYS["nanosleep"]]
+    finally:
+        L.set_syscall_hooks(*previous)
+
+
 def test_table_prepare_functions_match_the_module() -> None:
     for name, e in z.TABLE.items():
         assert e.prepare is getattr(z, f"prepare_{name}")
