@@ -233,6 +233,10 @@ def test_merged_stats_has_both_layers() -> None:
                 "queue_depth", "orphans_finalized", "nowait_hits", "nowait_misses"):
         assert key in merged, key
     assert merged["handoffs"] >= 1
+    import aiosys.netpoll as netpoll
+
+    for key in netpoll.stats():  # every netpoller counter is there (prefixed on a clash)
+        assert key in merged or f"netpoll_{key}" in merged, key
 
 
 def test_inline_reads_and_handoffs_add_up_in_counters_and_events() -> None:
