@@ -275,6 +275,17 @@ class AiosysEventLoop(asyncio.SelectorEventLoop):
     def netpoller(self) -> Netpoller:
         return self._netpoller
 
+    def run_forever(self) -> None:
+        # Publish "this thread runs this netpoller" for current_poller(): a dict lookup by
+        # thread id instead of asyncio._get_running_loop(), which on CPython 3.11 calls
+        # getpid() (a real syscall since glibc 2.25) on every call.
+        tid = _get_ident()
+        _running[tid] = self._netpoller
+        try:
+            super().run_forever()
+        finally:
+            _running.pop(tid, None)
+
 
 def new_event_loop() -> asyncio.AbstractEventLoop:
     """A new aiosys event loop (the caller closes it)."""
@@ -309,6 +320,14 @@ _all: weakref.WeakSet[Netpoller] = weakref.WeakSet()
 # The last (loop, poller) pair looked up: one identity test on the hot path.
 _last_poller: weakref.ref[Netpoller] | None = None
 _registry_lock = threading.Lock()
+# thread id -> the netpoller of the aiosys loop running on that thread (set and cleared by
+# AiosysEventLoop.run_forever; asyncio forbids two running loops on one thread).
+_running: dict[int, Netpoller] = {}
+# thread id -> the attached netpoller of the stdlib loop last seen running there; valid while
+# that loop's ``_thread_id`` (set only while it runs) is this thread.  Weak values: never
+# keeps a finished loop alive.
+_attached_by_thread: dict[int, weakref.ref[Netpoller]] = {}
+_get_ident = threading.get_ident
 
 
 def _remember(loop: asyncio.AbstractEventLoop, poller: Netpoller) -> None:
@@ -323,6 +342,15 @@ def current_poller() -> Netpoller:
     :raises RuntimeError: no running event loop.
     """
     global _last_poller
+    tid = _get_ident()
+    p = _running.get(tid)
+    if p is not None:
+        return p  # an aiosys loop is running on this thread
+    ref = _attached_by_thread.get(tid)
+    if ref is not None:
+        p = ref()
+        if p is not None and getattr(p.loop, "_thread_id", None) == tid and not p.closed:
+            return p  # a stdlib loop (it records its thread while it runs) we attached to
     loop = asyncio._get_running_loop()
     lp = _last_poller
     if lp is not None:
@@ -336,7 +364,33 @@ def current_poller() -> Netpoller:
     if p is None or p.closed:
         p = _attach(loop)
     _last_poller = weakref.ref(p)
+    if getattr(loop, "_thread_id", None) == tid:
+        _attached_by_thread[tid] = _last_poller
     return p
+
+
+def running_poller() -> Netpoller | None:
+    """The running loop's netpoller if it has one, else None: never creates or attaches."""
+    tid = _get_ident()
+    p = _running.get(tid)
+    if p is not None:
+        return p
+    ref = _attached_by_thread.get(tid)
+    if ref is not None:
+        p = ref()
+        if p is not None and getattr(p.loop, "_thread_id", None) == tid and not p.closed:
+            return p
+    loop = asyncio._get_running_loop()
+    if loop is None:
+        return None
+    lp = _last_poller
+    if lp is not None:
+        p = lp()
+        if p is not None and p.loop is loop and not p.closed:
+            return p
+    ref = _pollers.get(loop)
+    p = ref() if ref is not None else None
+    return None if p is None or p.closed else p
 
 
 def _attach(loop: asyncio.AbstractEventLoop) -> Netpoller:
@@ -401,6 +455,8 @@ def _after_fork_in_child() -> None:
     global _last_poller
     fdtable._reset_after_fork()
     _last_poller = None
+    _running.clear()  # asyncio too forgets the running loop across fork
+    _attached_by_thread.clear()
     for p in list(_all):
         if p.closed:
             continue

@@ -28,7 +28,7 @@ from aiosys.native import _lowlevel as _ll
 from . import fdtable
 from ._epoll import _IDLE, _READY, SCRATCH_SIZE, Netpoller, PollDesc
 from ._errors import BlockingModeError, BusyError, DeadlineExceededError, FDClosedError
-from ._loop import _pollers, current_poller
+from ._loop import _get_ident, _running, current_poller, running_poller
 
 _preadv2 = _ll._preadv2
 _pwritev2 = _ll._pwritev2
@@ -680,13 +680,12 @@ async def close(fd: Any) -> None:
 
 
 def is_registered(fd: int) -> bool:
-    """Whether ``fd`` has a PollDesc in the running loop's netpoller (no syscall; False
-    without a running loop)."""
-    import asyncio
-
-    loop = asyncio._get_running_loop()
-    if loop is None:
-        return False
-    ref = _pollers.get(loop)
-    p = ref() if ref is not None else None
-    return p is not None and fd in p.pds
+    """Whether ``fd`` has a PollDesc in the running loop's netpoller (no syscall, no
+    registration; False without a running loop or netpoller).  On the public layer's hot
+    path: a dict lookup by thread id on the aiosys loop."""
+    p = _running.get(_get_ident())
+    if p is None:
+        p = running_poller()
+        if p is None:
+            return False
+    return fd in p.pds
