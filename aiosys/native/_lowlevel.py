@@ -424,7 +424,7 @@ def _pin_memoryview_base(view: memoryview, cd: Any, addr: int, size: int) -> Pin
     The owner's export starts at the owner's first byte, not the view's: C calls get a
     non-owning ``char[size]`` at the view's address instead (a slice ``memoryview(b)[5:]``
     handed the owner's start to the kernel, so ``write_all`` resent bytes it had written
-    after a short write: found by tests/reliability/test_faults_io.py).
+    after a short write: found by the reliability suite's fault-injection I/O tests).
     """
     try:
         owner = view.obj
