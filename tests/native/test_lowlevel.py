@@ -207,6 +207,7 @@ def test_syscall_notifies_the_counting_hooks_raw_does_not() -> None:
 
 
 @pytest.mark.usefixtures("counting_hooks")
+@pytest.mark.usefixtures("counting_hooks")  # restores whatever hooks were installed
 def test_installed_hooks_see_every_call_and_exit_runs_on_errors() -> None:
     seen: list[tuple[str, object]] = []
 
