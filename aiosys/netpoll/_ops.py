@@ -271,6 +271,15 @@ async def write(fd: Any, data: Any) -> int:
     pd = p.pds.get(fd)
     if pd is None:
         pd = p.register(fd)
+    if pd.wg is _READY and pd.nowait_w and pd.wd >= 0:
+        # Fast path, inline (no second coroutine): the kernel takes it now.
+        r = _pwritev2(fd, cbuf, n, -1, _NOWAIT)
+        if r > 0:
+            if r < n and pd.stream:
+                pd.wg = _IDLE
+            return int(r)
+        if r == _EAGAIN:
+            pd.wg = _IDLE  # full: park without trying again
     return await _write_some(p, pd, fd, cbuf, n, data)
 
 
