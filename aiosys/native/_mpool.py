@@ -39,6 +39,7 @@ MAX_THREADS: Final[int] = lib.AIOSYS_POOL_MAX_THREADS
 FULL_WAIT: Final[int] = lib.AIOSYS_POOL_FULL_WAIT
 FULL_ERROR: Final[int] = lib.AIOSYS_POOL_FULL_ERROR
 F_CLOSE_ORPHAN: Final[int] = lib.AIOSYS_POOL_F_CLOSE_ORPHAN
+F_DEFER_WAKE: Final[int] = lib.AIOSYS_POOL_F_DEFER_WAKE
 
 _STAT_NAMES: Final = (
     "m_threads",
@@ -55,7 +56,7 @@ _STAT_NAMES: Final = (
     "m_rejected",
     "m_orphans_pending",
     "m_max",
-    "_unused",
+    "m_monitor_grows",
     "m_epoch",
 )
 
@@ -98,6 +99,13 @@ def configure(
     )
 
 
+def configure_growth(*, eager_threads: int, grow_after: float) -> None:
+    """Ms started at once on demand, and how long (seconds) a queued call may wait for a busy
+    pool before the pool's monitor starts another M (Go's sysmon retaking a P from an M
+    stuck in a syscall)."""
+    check(int(lib.aiosys_pool_configure_growth(eager_threads, int(grow_after * 1e9))))
+
+
 def p_register(efd: int, attach: bool) -> int:
     """Register a P (an event loop) and its wakeup eventfd; returns the P id."""
     return check(int(lib.aiosys_pool_p_register(efd, 1 if attach else 0)))
@@ -131,6 +139,10 @@ def submit(
                                      "the cap, or every slot in use)")
         raise oserror(-r)
     return r
+
+
+kick = lib.aiosys_pool_kick
+"""Wake an M for calls submitted with ``F_DEFER_WAKE`` (once per batch)."""
 
 
 def withdraw(p_id: int, slot: int) -> bool:

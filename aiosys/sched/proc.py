@@ -101,6 +101,8 @@ _LOCK_UN: Final = 8
 
 class _PoolConfig:
     max_threads = 128
+    eager_threads = _mpool.usable_cpus()  # Ms in syscalls at once; more via the monitor
+    grow_after = 200e-6  # seconds with calls queued and none finishing before a new M starts
     idle_timeout = 10.0  # seconds an idle M waits for work before it exits
     full_error = False  # at the cap: False queues (back-pressure by waiting), True raises
     loop_spin_ns = 0
@@ -117,10 +119,18 @@ def configure_pool(
     idle_timeout: float | None = None,
     full: str | None = None,
     spin: bool | None = None,
+    eager_threads: int | None = None,
+    grow_after: float | None = None,
 ) -> None:
     """Configure the process-wide M pool.
 
     :param max_threads: cap on Ms (Go grows without bound; aiosys caps, default 128).
+    :param eager_threads: Ms started as soon as a call finds none free (default: the usable
+        CPUs, at least 2).  Beyond that a call waits for a busy M, and the pool's monitor
+        starts a new M only when calls are queued and none finished for ``grow_after``
+        seconds (default 200 µs): a burst of short calls is served by a few busy Ms, and a
+        pool whose Ms are all blocked (a pipe read waiting for a write queued behind it)
+        still grows.
     :param idle_timeout: seconds before an idle M exits (default 10).
     :param full: ``"wait"`` (default): at the cap, calls queue until an M is free;
         ``"error"``: a call that finds every M busy at the cap raises
@@ -137,6 +147,14 @@ def configure_pool(
         if idle_timeout < 0:
             raise ValueError("idle_timeout must be >= 0")
         _config.idle_timeout = idle_timeout
+    if eager_threads is not None:
+        if not 1 <= eager_threads <= _mpool.MAX_THREADS:
+            raise ValueError(f"eager_threads must be in 1..{_mpool.MAX_THREADS}")
+        _config.eager_threads = eager_threads
+    if grow_after is not None:
+        if grow_after < 0:
+            raise ValueError("grow_after must be >= 0")
+        _config.grow_after = grow_after
     if full is not None:
         if full not in ("wait", "error"):
             raise ValueError("full must be 'wait' or 'error'")
@@ -154,6 +172,7 @@ def configure_pool(
         worker_spin_ns=_config.worker_spin_ns,
         full_error=_config.full_error,
     )
+    _mpool.configure_growth(eager_threads=_config.eager_threads, grow_after=_config.grow_after)
     _config.applied = True
 
 
@@ -192,6 +211,11 @@ class P:
         self.spin_ns = _config.loop_spin_ns
         self.attach = True
         self.closed = False
+        # One usable CPU: submits only queue, and one kick per loop pass wakes an M, so the
+        # M does not preempt the loop after every submit (measured: ~3 context switches per
+        # call otherwise).  With more CPUs the M starts at once, in parallel.
+        self.defer_wake = _mpool.usable_cpus() == 1
+        self.kick_pending = False
         self.efd = ll.eventfd()
         try:
             self.id = _mpool.p_register(self.efd, attach=True)
@@ -249,6 +273,10 @@ class P:
                 break
         if _orphans:
             drain_orphans()
+
+    def kick(self) -> None:
+        self.kick_pending = False
+        _mpool.kick()
 
     def set_status(self, new: str) -> None:
         check_ptransition(self.status, new)
@@ -399,6 +427,11 @@ def entersyscall(
     g = G(name, trap, fd, p.id, _nanotime())
     if fd >= 0:
         fd_acquire(fd)
+    if p.defer_wake:
+        flags |= _mpool.F_DEFER_WAKE
+        if not p.kick_pending:
+            p.kick_pending = True
+            loop.call_soon(p.kick)
     try:
         g.slot = _mpool.submit(p.id, trap, *args, flags)
     except BaseException as exc:

@@ -59,6 +59,7 @@ long aiosys_syscall6(long trap, long a1, long a2, long a3, long a4, long a5, lon
 #define AIOSYS_POOL_FULL_WAIT 0
 #define AIOSYS_POOL_FULL_ERROR 1
 #define AIOSYS_POOL_F_CLOSE_ORPHAN 1 /* slot flag: an orphaned result >= 0 is an fd to close */
+#define AIOSYS_POOL_F_DEFER_WAKE 2   /* submit only queues; aiosys_pool_kick() wakes an M */
 #define AIOSYS_POOL_STATS 16
 #define AIOSYS_POOL_NIL 0xffffffffu
 
@@ -110,6 +111,7 @@ static struct {
     struct aiosys_p ps[AIOSYS_POOL_MAX_P];
     struct aiosys_m *idle; /* stack of parked Ms */
     int nthreads, nidle, nspinning, nrunning;
+    int nwaking; /* Ms claimed or started for queued work that have not looked at it yet */
     int next_m_id;
     /* configuration */
     int max_threads;
@@ -119,6 +121,17 @@ static struct {
     /* counters */
     long long spawned, exited, completed, eintr_retries, wakeups, spawn_failures, rejected;
     pthread_cond_t drained_cv; /* broadcast when any slot completes (for wait_idle) */
+    /* The monitor (Go's sysmon, its "retake a P stuck in a syscall" half): runs only while
+       calls are queued that no M took; starts an M when the oldest has waited
+       grow_after_ns.  Ms beyond eager_threads are started this way only, so a burst of
+       short calls is served by a few busy Ms instead of a thread per call. */
+    pthread_cond_t mon_cv;
+    int mon_running, mon_idle;
+    int eager_threads;
+    long long grow_after_ns;
+    long long mon_grows;
+    long long last_done; /* t_end of the last completion (the monitor's progress mark) */
+    long long last_grow; /* when the monitor last started an M */
     int shutdown;
     unsigned epoch; /* bumped by shutdown and fork: Ms of an older epoch exit */
     pid_t tids[AIOSYS_POOL_MAX_THREADS];
@@ -173,7 +186,8 @@ static void pool_reset_locked(void)
         p->comp_head = p->comp_tail = AIOSYS_POOL_NIL;
     }
     pool.idle = NULL;
-    pool.nthreads = pool.nidle = pool.nspinning = pool.nrunning = 0;
+    pool.nthreads = pool.nidle = pool.nspinning = pool.nrunning = pool.nwaking = 0;
+    pool.mon_running = pool.mon_idle = 0;
     memset(pool.tids, 0, sizeof pool.tids);
 }
 
@@ -186,6 +200,7 @@ static void pool_atfork_child(void)
 {
     pthread_mutex_init(&pool.mu, NULL);
     pthread_cond_init(&pool.drained_cv, NULL);
+    pthread_cond_init(&pool.mon_cv, NULL);
     pool.epoch++;
     pool.shutdown = 0;
     pool_reset_locked();
@@ -197,6 +212,9 @@ static void pool_init_once(void)
 {
     pthread_mutex_init(&pool.mu, NULL);
     pthread_cond_init(&pool.drained_cv, NULL);
+    pthread_cond_init(&pool.mon_cv, NULL);
+    pool.eager_threads = 2;
+    pool.grow_after_ns = 200000; /* 200 us without progress (Go's sysmon: 20 us-10 ms) */
     pool.max_threads = 128;
     pool.idle_timeout_ns = 10LL * 1000000000LL; /* Go's sysmon retires idle Ms lazily too */
     pool.worker_spin_ns = 0;
@@ -266,6 +284,7 @@ static int publish_locked(uint32_t i, int *close_fd)
     struct aiosys_slot *s = &pool.slots[i];
     s->state = SLOT_DONE;
     pool.completed++;
+    pool.last_done = s->t_end;
     struct aiosys_p *p = (s->p_id >= 0 && s->p_id < AIOSYS_POOL_MAX_P) ? &pool.ps[s->p_id] : NULL;
     if (p == NULL || !p->used || p->dead || p->gen != s->p_gen) {
         if ((s->flags & AIOSYS_POOL_F_CLOSE_ORPHAN) && s->result >= 0) {
@@ -292,6 +311,9 @@ static int publish_locked(uint32_t i, int *close_fd)
     return -1;
 }
 
+static int wake_m_locked(void);
+static int start_m_locked(void);
+
 static void *pool_worker(void *arg)
 {
     struct aiosys_m self;
@@ -316,6 +338,8 @@ static void *pool_worker(void *arg)
     self.id = (int)(intptr_t)arg;
     if (self.id >= 0 && self.id < AIOSYS_POOL_MAX_THREADS)
         pool.tids[self.id] = self.tid;
+    if (pool.epoch == epoch && pool.nwaking > 0)
+        pool.nwaking--; /* started by spawn_locked: now looking at the runq */
     int just_ran = 0;
     for (;;) {
         if (pool.shutdown || pool.epoch != epoch)
@@ -349,7 +373,9 @@ static void *pool_worker(void *arg)
             while (!self.woken && !pool.shutdown && pool.epoch == epoch && rc != ETIMEDOUT &&
                    pool.nthreads <= pool.max_threads)
                 rc = pthread_cond_timedwait(&self.cv, &pool.mu, &ts);
-            if (!self.woken) {
+            if (self.woken) {
+                pool.nwaking--; /* claimed by a submitter: now looking at the runq */
+            } else {
                 /* Not claimed: take ourselves off the idle stack. */
                 struct aiosys_m **pp = &pool.idle;
                 while (*pp != NULL && *pp != &self)
@@ -368,6 +394,11 @@ static void *pool_worker(void *arg)
             continue;
         }
         atomic_fetch_sub(&pool.qlen, 1);
+        /* More work queued and nobody else coming for it: wake the next M before running
+           this call (Go's resetspinning -> wakep chain: one wakeup per submit burst, and
+           the woken Ms fan out).  A blocked call therefore never sits on queued work. */
+        if (atomic_load(&pool.qlen) > 0 && pool.nspinning + pool.nwaking == 0)
+            (void)wake_m_locked();
         struct aiosys_slot *s = &pool.slots[i];
         s->state = SLOT_RUNNING;
         s->m_id = self.id;
@@ -454,24 +485,155 @@ static int spawn_locked(void)
         return -rc;
     }
     pool.nthreads++;
+    pool.nwaking++;
     pool.spawned++;
     return 0;
 }
 
-/* Make sure someone will run the queued work (Go's wakep/startm).  mu held. */
+static void *pool_monitor(void *arg)
+{
+    (void)arg;
+    pthread_mutex_lock(&pool.mu);
+    unsigned epoch = pool.epoch;
+    long long quiet_since = pool_now();
+    while (!pool.shutdown && pool.epoch == epoch) {
+        uint32_t head = pool.runq_head;
+        if (head == AIOSYS_POOL_NIL || atomic_load(&pool.qlen) <= pool.nspinning ||
+            (pool.idle == NULL && pool.nthreads >= pool.max_threads)) {
+            /* Nothing stuck (or nothing we may do).  Like Go's sysmon, nap and look again
+               (10 ms) for a while, so a busy pool does not pay a wakeup of this thread per
+               burst of calls; after a quiet second, sleep until a submitter calls. */
+            long long now = pool_now();
+            if (now - quiet_since > 1000000000LL) {
+                pool.mon_idle = 1;
+                pthread_cond_wait(&pool.mon_cv, &pool.mu);
+                pool.mon_idle = 0;
+                quiet_since = pool_now();
+            } else {
+                struct timespec ts;
+                clock_gettime(CLOCK_REALTIME, &ts);
+                long long ns = ts.tv_nsec + 10000000LL;
+                ts.tv_sec += (time_t)(ns / 1000000000LL);
+                ts.tv_nsec = (long)(ns % 1000000000LL);
+                pthread_cond_timedwait(&pool.mon_cv, &pool.mu, &ts);
+            }
+            continue;
+        }
+        quiet_since = pool_now();
+        /* Progress-based, as Go's sysmon compares syscalltick between two looks: while
+           some M keeps finishing calls the pool is busy, not stuck, and a new M would
+           only add context switches (measured: growing on queue age alone went to the
+           cap under CPU contention).  Grow when nothing finished for grow_after_ns. */
+        long long now = pool_now();
+        long long since = pool.slots[head].t_submit;
+        if (pool.last_done > since)
+            since = pool.last_done;
+        if (pool.last_grow > since)
+            since = pool.last_grow; /* give the M just started a chance to take the call */
+        long long waited = now - since;
+        if (waited >= pool.grow_after_ns) {
+            /* Every M is busy and the oldest call has waited: maybe they are all blocked
+               (a pipe read waiting for a write that is queued behind it).  Start one. */
+            if (start_m_locked() == 0) {
+                pool.mon_grows++;
+                pool.last_grow = now;
+            } else { /* cap or no thread: wait for the next submit or configure */
+                pool.mon_idle = 1;
+                pthread_cond_wait(&pool.mon_cv, &pool.mu);
+                pool.mon_idle = 0;
+            }
+            continue;
+        }
+        long long sleep_ns = pool.grow_after_ns - waited;
+        if (sleep_ns < 10000)
+            sleep_ns = 10000;
+        struct timespec ts;
+        clock_gettime(CLOCK_REALTIME, &ts);
+        long long ns = ts.tv_nsec + sleep_ns;
+        ts.tv_sec += (time_t)(ns / 1000000000LL);
+        ts.tv_nsec = (long)(ns % 1000000000LL);
+        pthread_cond_timedwait(&pool.mon_cv, &pool.mu, &ts);
+    }
+    if (pool.epoch == epoch) {
+        pool.mon_running = 0;
+        pthread_cond_broadcast(&pool.drained_cv);
+    }
+    pthread_mutex_unlock(&pool.mu);
+    return NULL;
+}
+
+/* Tell the monitor a call is queued with no M for it (starting it if needed).  mu held. */
+static void poke_monitor_locked(void)
+{
+    if (pool.mon_running) {
+        if (pool.mon_idle)
+            pthread_cond_signal(&pool.mon_cv);
+        return;
+    }
+    pthread_attr_t attr;
+    pthread_attr_init(&attr);
+    pthread_attr_setdetachstate(&attr, PTHREAD_CREATE_DETACHED);
+    pthread_attr_setstacksize(&attr, 128 * 1024);
+    sigset_t all, old;
+    sigfillset(&all);
+    pthread_sigmask(SIG_BLOCK, &all, &old);
+    pthread_t th;
+    if (pthread_create(&th, &attr, pool_monitor, NULL) == 0)
+        pool.mon_running = 1;
+    pthread_sigmask(SIG_SETMASK, &old, NULL);
+    pthread_attr_destroy(&attr);
+}
+
+/* Make sure someone will run the queued work (Go's wakep/startm).  mu held.
+   Order: a spinning M takes it; else an idle M is claimed; else a new M if fewer than
+   eager_threads exist; else the monitor starts one if the call is still waiting after
+   grow_after_ns (so short calls queue behind busy Ms instead of spawning threads). */
 static int wake_m_locked(void)
 {
     if (atomic_load(&pool.qlen) <= pool.nspinning)
         return 0; /* a spinning M will take it */
+    if (pool.nwaking > 0)
+        return 0; /* an M is on its way; it wakes the next if more is queued */
+    if (pool.nthreads > 0 && pool.nrunning >= pool.eager_threads) {
+        /* As many Ms in syscalls as CPUs (Go: no idle P, no new M): the queued call waits
+           for one of them, unless they make no progress (blocked), then the monitor adds
+           an M. */
+        if (pool.nthreads < pool.max_threads || pool.idle != NULL)
+            poke_monitor_locked();
+        return -EAGAIN;
+    }
+    return start_m_locked();
+}
+
+/* Claim an idle M, or start a new one.  mu held. */
+static int start_m_locked(void)
+{
     if (pool.idle != NULL) {
         struct aiosys_m *m = pool.idle;
         pool.idle = m->next;
         pool.nidle--;
+        pool.nwaking++;
         m->woken = 1;
         pthread_cond_signal(&m->cv);
         return 0;
     }
     return spawn_locked();
+}
+
+/* Growth policy: Ms started at once on demand (default 2), and how long a queued call may
+   wait for a busy pool before the monitor starts another M. */
+int aiosys_pool_configure_growth(int eager_threads, long long grow_after_ns)
+{
+    pool_init();
+    if (eager_threads < 1 || eager_threads > AIOSYS_POOL_MAX_THREADS || grow_after_ns < 0)
+        return -EINVAL;
+    pthread_mutex_lock(&pool.mu);
+    pool.eager_threads = eager_threads;
+    pool.grow_after_ns = grow_after_ns;
+    if (pool.mon_running && pool.mon_idle)
+        pthread_cond_signal(&pool.mon_cv);
+    pthread_mutex_unlock(&pool.mu);
+    return 0;
 }
 
 /* ---- API used by _mpool.py ------------------------------------------------------------ */
@@ -492,6 +654,8 @@ int aiosys_pool_configure(int max_threads, long long idle_timeout_ns, long long 
     /* Wake idle Ms so they pick up a shorter idle timeout. */
     for (struct aiosys_m *m = pool.idle; m != NULL; m = m->next)
         pthread_cond_signal(&m->cv);
+    if (pool.mon_running && pool.mon_idle)
+        pthread_cond_signal(&pool.mon_cv);
     /* Queued work that now fits under a higher cap gets its Ms. */
     while (atomic_load(&pool.qlen) > pool.nspinning + pool.nidle &&
            pool.nthreads < pool.max_threads && spawn_locked() == 0)
@@ -617,7 +781,9 @@ long aiosys_pool_submit(int p_id, long trap, long a1, long a2, long a3, long a4,
     list_push(&pool.runq_head, &pool.runq_tail, i);
     atomic_fetch_add(&pool.qlen, 1);
     atomic_fetch_add(&p->inflight, 1);
-    int rc = wake_m_locked();
+    /* Deferred wake (one usable CPU): the loop queues a whole batch and kicks once, so the
+       M it wakes does not preempt the loop after every submit. */
+    int rc = (flags & AIOSYS_POOL_F_DEFER_WAKE) && pool.nthreads > 0 ? 0 : wake_m_locked();
     if (rc < 0 && pool.nthreads == 0) {
         /* No M at all and none could start: undo, or the call would wait forever. */
         uint32_t *pp = &pool.runq_head, prev = AIOSYS_POOL_NIL;
@@ -636,6 +802,16 @@ long aiosys_pool_submit(int p_id, long trap, long a1, long a2, long a3, long a4,
     }
     pthread_mutex_unlock(&pool.mu);
     return (long)i;
+}
+
+/* Wake an M for work queued with AIOSYS_POOL_F_DEFER_WAKE. */
+void aiosys_pool_kick(void)
+{
+    pool_init();
+    pthread_mutex_lock(&pool.mu);
+    if (atomic_load(&pool.qlen) > 0)
+        (void)wake_m_locked();
+    pthread_mutex_unlock(&pool.mu);
 }
 
 /* Take back a slot that no M has started yet (a cancelled call that never ran).
@@ -809,12 +985,13 @@ int aiosys_pool_shutdown(long long timeout_ns)
     pool.shutdown = 1;
     for (struct aiosys_m *m = pool.idle; m != NULL; m = m->next)
         pthread_cond_signal(&m->cv);
+    pthread_cond_signal(&pool.mon_cv);
     struct timespec ts;
     clock_gettime(CLOCK_REALTIME, &ts);
     long long ns = ts.tv_nsec + (timeout_ns > 0 ? timeout_ns : 0) % 1000000000LL;
     ts.tv_sec += (time_t)((timeout_ns > 0 ? timeout_ns : 0) / 1000000000LL + ns / 1000000000LL);
     ts.tv_nsec = (long)(ns % 1000000000LL);
-    while (pool.nthreads > 0) {
+    while (pool.nthreads > 0 || pool.mon_running) {
         if (pthread_cond_timedwait(&pool.drained_cv, &pool.mu, &ts) == ETIMEDOUT)
             break;
     }
@@ -826,7 +1003,7 @@ int aiosys_pool_shutdown(long long timeout_ns)
 
 /* Counters, AIOSYS_POOL_STATS words: nthreads, nidle, nspinning, nrunning, qlen, spawned,
    exited, completed, eintr_retries, wakeups, spawn_failures, rejected, norphans,
-   max_threads, free slots (approximate: not counted, -1), epoch. */
+   max_threads, monitor grows, epoch. */
 int aiosys_pool_stats(int64_t *out, int n)
 {
     if (out == NULL || n < AIOSYS_POOL_STATS)
@@ -847,7 +1024,7 @@ int aiosys_pool_stats(int64_t *out, int n)
     out[11] = pool.rejected;
     out[12] = pool.norphans;
     out[13] = pool.max_threads;
-    out[14] = -1;
+    out[14] = pool.mon_grows;
     out[15] = pool.epoch;
     pthread_mutex_unlock(&pool.mu);
     return AIOSYS_POOL_STATS;
