@@ -19,10 +19,14 @@ matching calls have passed untouched and until ``times`` faults were injected:
   ``OSError`` (for functions that raise, like ``epoll_wait``); ``style="return"`` returns
   ``-E`` (for the raw forms that return the kernel's value, like ``raw3`` or
   ``preadv2_into``); ``style="triple"`` returns Go's ``(-1, 0, Errno(E))``.
+* ``returns=V``: return ``V`` without making the call (e.g. 0 from a raw epoll wait: what
+  the C stub reports for EINTR, nothing consumed).
 * ``rewrite=fn``: call the original with ``fn(args) -> args`` (e.g. shrink a length
   argument to force a short read or write: :func:`shrink`).
 * ``stall=seconds``: sleep before the call (a slow disk, a stuck worker).
-* ``result=fn``: post-process the original's result (e.g. report a bogus count).
+* ``result=fn``: post-process the original's result (e.g. report a bogus count);
+  ``post=fn(r, args)`` the same with the call's arguments (e.g. add events to the buffer an
+  ``epoll_wait`` filled: :func:`extra_events`).
 
 Counters on the returned :class:`Fault`: ``calls`` (matching calls seen) and ``injected``.
 They are updated under a lock, since faults may fire on worker threads.
@@ -46,9 +50,10 @@ from collections.abc import Callable, Iterator, Sequence
 from types import ModuleType
 from typing import Any, Literal
 
-__all__ = ["Fault", "inject", "inject_many", "shrink", "targets_of"]
+__all__ = ["Fault", "extra_events", "inject", "inject_many", "shrink", "targets_of"]
 
 Style = Literal["raise", "return", "triple"]
+_UNSET: Any = object()
 Args = tuple[Any, ...]
 
 
@@ -66,10 +71,13 @@ class Fault:
         times: int | None = None,
         rewrite: Callable[[Args], Args] | None = None,
         result: Callable[[Any], Any] | None = None,
+        post: Callable[[Any, Args], Any] | None = None,
         stall: float = 0.0,
+        returns: Any = _UNSET,
     ) -> None:
-        if errno is None and rewrite is None and result is None and not stall:
-            raise ValueError("a fault needs errno, rewrite, result or stall")
+        if (errno is None and rewrite is None and result is None and post is None
+                and not stall and returns is _UNSET):
+            raise ValueError("a fault needs errno, returns, rewrite, result, post or stall")
         self.target = target
         self.errno = errno
         self.style: Style = style
@@ -78,6 +86,8 @@ class Fault:
         self.times = times
         self.rewrite = rewrite
         self.result = result
+        self.post = post
+        self.returns = returns
         self.stall = stall
         self.calls = 0
         self.injected = 0
@@ -110,9 +120,13 @@ class Fault:
 
                     return -1, 0, errno_of(self.errno)
                 raise OSError(self.errno, os.strerror(self.errno))
+            if self.returns is not _UNSET:
+                return self.returns
             if self.rewrite is not None:
                 args = self.rewrite(args)
             r = original(*args, **kwargs)
+            if self.post is not None:
+                r = self.post(r, args)
             return self.result(r) if self.result is not None else r
 
         faulty.__wrapped__ = original  # type: ignore[attr-defined]
@@ -184,3 +198,24 @@ def shrink(index: int, limit: int) -> Callable[[Args], Args]:
         return tuple(a)
 
     return rewrite
+
+
+def extra_events(pairs: Sequence[tuple[int, int]]) -> Callable[[Any, Args], Any]:
+    """A ``post`` for the raw epoll waits (``aiosys_epoll_wait``/``aiosys_epoll_pwait2``:
+    ``(epfd, out, maxevents, timeout) -> n``): append ``(events, data)`` pairs the kernel did
+    not report (unexpected event bits, unknown tags) after the real ones, as if epoll had."""
+
+    def post(r: Any, args: Args) -> Any:
+        n = int(r)
+        if n < 0:
+            return r
+        out, maxevents = args[1], int(args[2])
+        for events, data in pairs:
+            if n >= maxevents:
+                break
+            out[2 * n] = events
+            out[2 * n + 1] = data
+            n += 1
+        return n
+
+    return post

@@ -175,6 +175,15 @@ def _forget(fd: int) -> None:
     proc.forget_fd(fd)
 
 
+def _stale_file_facts(fd: int) -> bool:
+    """A handed-off read or write answered EAGAIN: the fd is non-blocking, so it was judged a
+    file on stale facts (its number was closed behind aiosys's back and reused by a socket or
+    pipe).  Drop the facts and say whether it is pollable now: then the caller waits on the
+    netpoller instead of raising "would block" at its caller (found by tests/reliability)."""
+    _forget(fd)
+    return bool(_classify(fd) & _KNOWN_POLL)
+
+
 def _is_registered(fd: int) -> bool:
     f = getattr(netpoll, "is_registered", None)
     return bool(f(fd)) if f is not None else False
@@ -339,6 +348,9 @@ async def _handoff_read(fd: int, n: int, offset: int = -1) -> bytes:
     else:
         r = await _handoff("pread64", _T_PREAD, (fd, addr, n, offset, 0, 0), fd, keep,
                            "pread")
+    if r == -errno.EAGAIN and offset < 0 and _stale_file_facts(fd):
+        pin.release()
+        return await _poll_read(fd, n)
     _check(r)
     if r > n:  # Go issue 61060: never trust a count larger than what was asked
         raise OSError(errno.EIO, f"read reported {r} bytes of {n}")
@@ -489,6 +501,9 @@ async def _handoff_write(fd: int, data: Any, offset: int) -> int:
     else:
         r = await _handoff("pwrite64", _T_PWRITE, (fd, pin.addr, n, offset, 0, 0), fd, pin,
                            "write")
+    if r == -errno.EAGAIN and offset < 0 and _stale_file_facts(fd):
+        pin.release()
+        return await _poll_write(fd, data)
     _check(r)
     if r > n:
         raise OSError(errno.EIO, f"write reported {r} bytes of {n}")
@@ -856,43 +871,56 @@ _NONBLOCKING: Final = frozenset(
 )
 
 
-def _klass(name: str) -> str:
-    """The table's class for ``name`` (the generated wrappers' TABLE when present)."""
+def _table() -> dict[str, Any]:
+    """The generated syscall table (``aiosys.native.zsyscall.TABLE``), or {} without it."""
     try:
         zsyscall: Any = importlib.import_module("aiosys.native.zsyscall")
     except ImportError:  # pragma: no cover - generated module not present
-        zsyscall = None
-    if zsyscall is not None:
-        entry = zsyscall.TABLE.get(name)
-        if entry is not None:
-            return str(entry.klass)
-    return "sysnb" if name in _NONBLOCKING else "sys"
+        return {}
+    table: dict[str, Any] = zsyscall.TABLE
+    return table
 
 
 _trap_names: dict[int, str] = {v: k for k, v in _SYS.items()}
 
 
-async def syscall(trap: int | str, *args: int) -> int:
-    """Make any system call without blocking the loop: ``sysnb`` entries of the syscall
-    table run inline, everything else on an M.  Arguments are machine words (integers;
-    passing addresses is the caller's responsibility, and the memory must outlive the call
-    even if the awaiting task is cancelled).  Returns the result.
+async def syscall(trap: int | str, *args: Any) -> Any:
+    """Make any system call without blocking the loop; the entry's class decides the route:
+    ``sysnb``/``noerror`` inline, ``sys``/``sysblock`` on an M.
+
+    By **name** of a syscall-table entry (``await aiosys.syscall("fstat", fd)``): the typed
+    wrapper's arguments and result (:mod:`aiosys.native.zsyscall`: buffers, paths, a
+    ``StatxResult``...); memory is pinned until the M is done, and a result nobody awaits any
+    more is released (a returned fd closed).  By **number** (or a name only the kernel headers
+    know): up to six machine words, and the raw result; passing addresses is the caller's
+    responsibility, and that memory must outlive the call even if the task is cancelled.
 
     :raises OSError: the kernel's error.
     """
     if isinstance(trap, str):
-        name = trap
-        if name not in _SYS:
-            raise ValueError(f"unknown syscall {name!r}")
-        nr = _SYS[name]
+        entry = _table().get(trap)
+        if entry is not None:
+            return await _typed(entry, args)
+        if trap not in _SYS:
+            raise ValueError(f"unknown syscall {trap!r}")
+        nr, name = _SYS[trap], trap
     else:
         nr = int(trap)
         name = _trap_names.get(nr, f"syscall_{nr}")
     if len(args) > 6:
         raise TypeError("at most six syscall arguments")
     words = _words6(tuple(ll._as_word(a) for a in args))
-    if _klass(name) in ("sysnb", "noerror"):
+    if name in _NONBLOCKING:
         counters.inline_calls += 1
         return _check(ll.raw6(nr, *words))
     return _check(await _handoff(name, nr, words))
 
+
+async def _typed(entry: Any, args: tuple[Any, ...]) -> Any:
+    prep = entry.prepare(*args)
+    if not entry.blocking:
+        counters.inline_calls += 1
+        return prep.finish(ll.raw6(prep.trap, *prep.args))
+    r = await _handoff(prep.name, prep.trap, tuple(prep.args), prep.fd, prep, "prepared",
+                       block=(entry.base or entry.klass) == "sysblock")
+    return prep.finish(r)

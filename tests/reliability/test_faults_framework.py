@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import errno
 import os
+import re
 import subprocess
 import sys
 import tempfile
@@ -118,6 +119,9 @@ def test_production_code_never_imports_the_fault_module() -> None:
         "assert 'aiosys._faults' not in sys.modules\n"
     )
     subprocess.run([sys.executable, "-c", code], check=True, cwd=ROOT, timeout=60)
+    imports = re.compile(r"^\s*(import\s+[\w.]*_faults|from\s+[\w.]*\s+import\s+.*\b_faults\b"
+                         r"|from\s+[\w.]*_faults\s+import)", re.MULTILINE)
     for path in (ROOT / "aiosys").rglob("*.py"):
         if path.name != "_faults.py":
-            assert "_faults" not in path.read_text(), path
+            assert not imports.search(path.read_text()), path
+    assert imports.search("from aiosys import _faults") and imports.search("import aiosys._faults")

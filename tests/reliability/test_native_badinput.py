@@ -299,3 +299,29 @@ def test_alloc_bad_sizes(n: object) -> None:
     if p is not None:
         _call(L.read_memory, p, n)
         p.release()
+
+
+def test_pinned_memoryview_slice_points_at_its_own_bytes() -> None:
+    """A slice ``memoryview(owner)[5:]`` must hand the kernel the slice's address, not the
+    owner's first byte (found here: write_all resent already-written bytes after a short
+    write, because the pin of the remaining slice started at the owner)."""
+    from aiosys.native._native import ffi
+
+    owner = bytearray(range(64))
+    for view in (memoryview(owner)[5:], memoryview(owner)[5:9], memoryview(bytes(owner))[60:],
+                 memoryview(owner).cast("B")[1:], memoryview(owner)[:0], memoryview(owner)):
+        expect = bytes(view)
+        p = L.pin_buffer(view, writable=False)
+        assert p.size == len(expect)
+        assert bytes(ffi.buffer(ffi.cast("char *", p.addr), p.size)) == expect
+        cd = L.from_buffer(view, False)
+        assert len(cd) == len(expect)
+        assert bytes(ffi.buffer(cd, len(cd))) == expect
+        p.release()
+    with tempfile.TemporaryFile() as tmp:
+        data = bytes(range(100))
+        assert L.pwritev2(tmp.fileno(), memoryview(data)[10:20], 0) == 10
+        assert os.pread(tmp.fileno(), 100, 0) == data[10:20]
+        buf = bytearray(30)
+        assert L.preadv2(tmp.fileno(), memoryview(buf)[7:12], 0) == 5
+        assert bytes(buf[7:12]) == data[10:15] and buf[:7] == bytes(7)

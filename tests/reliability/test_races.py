@@ -12,6 +12,7 @@ import errno
 import fcntl
 import os
 import socket
+import tempfile
 
 from _relapi import aio
 from _relcounters import record
@@ -107,5 +108,36 @@ def test_read_parked_on_a_number_whose_file_was_replaced(loop_kind: str) -> None
         finally:
             for fd in (a, c, d):
                 os.close(fd)
+
+    run_in(loop_kind, body)
+
+
+def test_file_number_reused_by_a_socket_is_not_read_as_a_file(loop_kind: str) -> None:
+    """aiosys caches per-fd facts (a regular file: hand reads off).  The file is closed behind
+    aiosys's back and a socket gets its number: the first read of the socket, with no data
+    yet, must wait for data.  Found here: it was handed off on the stale facts, the M's
+    non-blocking read answered EAGAIN, and the caller got BlockingIOError.  Fixed in _io.py
+    (EAGAIN from a handoff re-checks the fd and parks on the netpoller)."""
+
+    async def body() -> None:
+        with tempfile.TemporaryFile() as tmp:
+            tmp.write(b"file bytes")
+            tmp.flush()
+            num = tmp.fileno()
+            os.lseek(num, 0, os.SEEK_SET)
+            assert await aio.read(num, 4) == b"file"  # cached: a regular file
+        a, b = _pair()  # the lowest free number: the file's
+        try:
+            assert b == num or a == num
+            r, w = (b, a) if b == num else (a, b)
+            t = asyncio.ensure_future(aio.read(r, 10))
+            await asyncio.sleep(0)
+            os.write(w, b"sock")
+            assert await asyncio.wait_for(t, GUARD) == b"sock"
+            asyncio.get_running_loop().call_soon(os.write, w, b"more")
+            assert await asyncio.wait_for(aio.write(r, b"x"), GUARD) == 1
+        finally:
+            os.close(a)
+            os.close(b)
 
     run_in(loop_kind, body)
