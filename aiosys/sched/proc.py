@@ -521,8 +521,15 @@ def _finalize_orphan(g: G) -> None:
     counters.orphans_finalized += 1
     kind = g.kind
     if r < 0:
+        if kind == "prepared":
+            g.keep.orphan(r)  # type: ignore[attr-defined]
         log.info("aiosys: cancelled %s on fd %d failed with %s", g.syscall, g.fd,
                  errno.errorcode.get(-r, str(-r)))
+        return
+    if kind == "prepared":
+        # A typed wrapper's call (aiosys.syscall by name): it knows what it created.
+        g.keep.orphan(r)  # type: ignore[attr-defined]
+        log.info("aiosys: cancelled %s completed with %d: released", g.syscall, r)
         return
     if kind == "open":
         ll.raw3(_SYS_CLOSE, r)

@@ -55,7 +55,7 @@ def test_pool_capped_at_n_with_n_blocked_reads_still_completes_their_writes(
         bufs = [ll.alloc(16) for _ in range(n)]
         try:
             reads = [
-                asyncio.ensure_future(aio.syscall("read", r, b.addr, 16))
+                asyncio.ensure_future(aio.syscall(ll.SYS["read"], r, b.addr, 16))
                 for (r, _), b in zip(pipes, bufs, strict=True)
             ]
             await until(lambda: _mpool.stats()["m_busy"] >= n)
@@ -81,7 +81,7 @@ def test_pool_at_its_cap_in_error_mode_raises_a_clear_error(
         r, w = os.pipe()
         buf = ll.alloc(8)
         try:
-            blocked = asyncio.ensure_future(aio.syscall("read", r, buf.addr, 8))
+            blocked = asyncio.ensure_future(aio.syscall(ll.SYS["read"], r, buf.addr, 8))
             await until(lambda: _mpool.stats()["m_busy"] >= 1)
             with pytest.raises(aio.PoolExhaustedError) as info:
                 await aio.fstat(r)
@@ -102,7 +102,7 @@ def test_queued_call_waits_for_a_free_m_in_wait_mode(run: Run, pool_config: None
         r, w = os.pipe()
         buf = ll.alloc(8)
         try:
-            blocked = asyncio.ensure_future(aio.syscall("read", r, buf.addr, 8))
+            blocked = asyncio.ensure_future(aio.syscall(ll.SYS["read"], r, buf.addr, 8))
             await until(lambda: _mpool.stats()["m_busy"] >= 1)
             queued = asyncio.ensure_future(aio.fstat(r))
             await until(lambda: _mpool.stats()["queue_depth"] >= 1)
@@ -124,7 +124,7 @@ def test_eintr_in_a_worker_is_retried(run: Run) -> None:
         old = signal.signal(signal.SIGURG, lambda *a: None)
         try:
             before = _mpool.stats()["m_eintr_retries"]
-            task = asyncio.ensure_future(aio.syscall("read", r, buf.addr, 8))
+            task = asyncio.ensure_future(aio.syscall(ll.SYS["read"], r, buf.addr, 8))
             await until(lambda: _mpool.stats()["m_busy"] >= 1)
             deadline = time.monotonic() + 5
             while _mpool.stats()["m_eintr_retries"] == before:
@@ -151,7 +151,7 @@ def test_cancel_while_queued_withdraws_the_call(run: Run, pool_config: None) -> 
         r, w = os.pipe()
         buf = ll.alloc(8)
         try:
-            blocked = asyncio.ensure_future(aio.syscall("read", r, buf.addr, 8))
+            blocked = asyncio.ensure_future(aio.syscall(ll.SYS["read"], r, buf.addr, 8))
             await until(lambda: _mpool.stats()["m_busy"] >= 1)
             withdrawn = counters.withdrawn
             queued = asyncio.ensure_future(aio.fstat(r))
@@ -423,7 +423,7 @@ def test_grow_pool_and_inflight_and_allp(run: Run) -> None:
         r, w = os.pipe()
         buf = ll.alloc(4)
         try:
-            t = asyncio.ensure_future(aio.syscall("read", r, buf.addr, 4))
+            t = asyncio.ensure_future(aio.syscall(ll.SYS["read"], r, buf.addr, 4))
             await until(lambda: bool(proc.inflight()))
             (g,) = proc.inflight()
             assert g.syscall == "read" and g.p_id == p.id and g.state == "_Gsyscall"
