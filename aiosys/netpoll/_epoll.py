@@ -124,6 +124,7 @@ class PollDesc:
         "nowait_w",
         "rd",
         "rg",
+        "rref",
         "rseq",
         "rtimer",
         "sock",
@@ -133,6 +134,7 @@ class PollDesc:
         "tag",
         "wd",
         "wg",
+        "wref",
         "wseq",
         "wtimer",
     )
@@ -149,6 +151,10 @@ class PollDesc:
         self.rtimer: asyncio.TimerHandle | None = None
         self.wtimer: asyncio.TimerHandle | None = None
         self.closing = False  # set once; the pd is out of the poller's tables by then
+        # The parked Future a close took an fd-table reference for (see hold_for_close); the
+        # waiter releases it when it resumes.  Written under fdtable's lock.
+        self.rref: asyncio.Future[None] | None = None
+        self.wref: asyncio.Future[None] | None = None
         self.sock = sock
         self.sockinfo: tuple[int, int, int] | None = None  # (family, type, proto), lazily
         # A stream (pipe, FIFO, SOCK_STREAM socket): a read shorter than asked means the
@@ -327,7 +333,12 @@ class Netpoller:
         if pd is None:
             return
         self.tags.pop(pd.tag, None)
+        # Order matters: ``closing`` first, then the slots are read under the table lock.  A
+        # waiter that already resumed (its Future done) sees ``closing`` and holds nothing;
+        # one still parked gets a reference it releases when it resumes (numbered
+        # interleavings in _ops.py, "Parking").
         pd.closing = True
+        fdtable.hold_for_close(fd, lambda: _take_waiters(pd))
         if not self._fds.closed:
             with contextlib.suppress(OSError):  # already gone with its file: fine
                 _ll.epoll_ctl(self.epfd, _ll.EPOLL_CTL_DEL, fd)
@@ -578,6 +589,36 @@ class Netpoller:
             "wakeups_coalesced": self.wake_coalesced,
             "deadlines_fired": self.deadline_fired,
         }
+
+
+def _take_waiters(pd: PollDesc) -> int:
+    # Under fdtable's lock, after pd.closing was set.
+    k = 0
+    g = pd.rg
+    if g.__class__ is not int and not g.done():  # type: ignore[union-attr]
+        pd.rref = g  # type: ignore[assignment]
+        k += 1
+    g = pd.wg
+    if g.__class__ is not int and not g.done():  # type: ignore[union-attr]
+        pd.wref = g  # type: ignore[assignment]
+        k += 1
+    return k
+
+
+def drop_waiter_ref(pd: PollDesc, fut: asyncio.Future[None], read: bool) -> None:
+    """A waiter resumed on a closing PollDesc: release the reference the close took for it,
+    if it took one (the last release runs the real close)."""
+    with fdtable._lock:
+        if read:
+            held = pd.rref is fut
+            if held:
+                pd.rref = None
+        else:
+            held = pd.wref is fut
+            if held:
+                pd.wref = None
+    if held:
+        fdtable.fd_release(pd.fd)
 
 
 def _socket_type(fd: int) -> int:

@@ -26,7 +26,7 @@ from typing import Any, Final
 from aiosys.native import _lowlevel as _ll
 
 from . import fdtable
-from ._epoll import _IDLE, _READY, SCRATCH_SIZE, Netpoller, PollDesc
+from ._epoll import _IDLE, _READY, SCRATCH_SIZE, Netpoller, PollDesc, drop_waiter_ref
 from ._errors import BlockingModeError, BusyError, DeadlineExceededError, FDClosedError
 from ._loop import _get_ident, _running, current_poller, running_poller
 
@@ -45,8 +45,6 @@ _SYS_RECVFROM: Final = _ll.SYS["recvfrom"]
 _SYS_SENDTO: Final = _ll.SYS["sendto"]
 _SYS_ACCEPT4: Final = _ll.SYS["accept4"]
 _ACCEPT_FLAGS: Final = socket.SOCK_NONBLOCK | socket.SOCK_CLOEXEC
-_acquire = fdtable.fd_acquire
-_release = fdtable.fd_release
 
 
 def _fileno(f: Any) -> int:
@@ -72,6 +70,24 @@ def _lookup(fd: int) -> tuple[Netpoller, PollDesc]:
 
 # ------------------------------------------------------------------------------------------
 # Parking (Go's netpollblock)
+#
+# A parked wait must keep the fd from being really closed until it has resumed (the fd
+# table's contract), but parking and waking are the hot path, so the reference is taken
+# lazily: by the close, for the waiters it finds parked (Netpoller.evict ->
+# fdtable.hold_for_close), and dropped by each such waiter when it resumes
+# (drop_waiter_ref).  The close sets ``pd.closing`` first, then reads the slots under the
+# table lock.  The interleavings, with C the closing thread and W the waiter:
+#
+#   1. W parked, Future pending when C reads the slot: C takes a reference and records the
+#      Future in pd.rref; C's wake (or a racing readiness wake) resumes W, W sees closing,
+#      finds its Future in pd.rref under the lock and releases: the last release closes.
+#   2. W already woken (Future done) but not yet resumed: C takes nothing and may close at
+#      once; W resumes, sees closing and raises FDClosedError without touching the fd.
+#   3. W checked ``closing`` (False) just before parking, then C ran completely, then W
+#      stored its Future: nobody took a reference and the fd may be closed, but C's posted
+#      wake still finds W's Future in the slot and wakes it, and W raises without a syscall.
+#   4. W cancelled while parked: its finally clears the slot and, if closing, releases what C
+#      took for it (or nothing, if C found the Future already cancelled).
 # ------------------------------------------------------------------------------------------
 
 
@@ -84,8 +100,6 @@ async def _park_read(p: Netpoller, pd: PollDesc) -> None:
         raise BusyError(f"another task is already waiting to read fd {pd.fd}")
     if pd.rd < 0:
         raise DeadlineExceededError()
-    fd = pd.fd
-    fdtable.fd_acquire(fd)  # the real close waits for us (FDClosedError if pending)
     fut = p.loop.create_future()
     pd.rg = fut
     p.parks += 1
@@ -94,7 +108,8 @@ async def _park_read(p: Netpoller, pd: PollDesc) -> None:
     finally:
         if pd.rg is fut:  # cancelled: clear the slot, consume nothing
             pd.rg = _IDLE
-        fdtable.fd_release(fd)
+        if pd.closing:  # a close may have taken a reference for us: drop it
+            drop_waiter_ref(pd, fut, True)
     if pd.closing:
         raise FDClosedError()
     if pd.rd < 0:
@@ -108,8 +123,6 @@ async def _park_write(p: Netpoller, pd: PollDesc) -> None:
         raise BusyError(f"another task is already waiting to write fd {pd.fd}")
     if pd.wd < 0:
         raise DeadlineExceededError()
-    fd = pd.fd
-    fdtable.fd_acquire(fd)
     fut = p.loop.create_future()
     pd.wg = fut
     p.parks += 1
@@ -118,7 +131,8 @@ async def _park_write(p: Netpoller, pd: PollDesc) -> None:
     finally:
         if pd.wg is fut:
             pd.wg = _IDLE
-        fdtable.fd_release(fd)
+        if pd.closing:
+            drop_waiter_ref(pd, fut, False)
     if pd.closing:
         raise FDClosedError()
     if pd.wd < 0:
@@ -202,7 +216,6 @@ async def read(fd: Any, n: int) -> bytes:
             raise BusyError(f"another task is already waiting to read fd {fd}")
         if pd.closing:
             raise FDClosedError()
-        _acquire(fd)
         fut = p.loop.create_future()
         pd.rg = fut
         p.parks += 1
@@ -211,7 +224,8 @@ async def read(fd: Any, n: int) -> bytes:
         finally:
             if pd.rg is fut:
                 pd.rg = _IDLE
-            _release(fd)
+            if pd.closing:
+                drop_waiter_ref(pd, fut, True)
         if pd.closing:
             raise FDClosedError()
         if pd.rd < 0:
@@ -311,7 +325,6 @@ async def _write_some(p: Netpoller, pd: PollDesc, fd: int, cbuf: Any, n: int, da
             raise BusyError(f"another task is already waiting to write fd {fd}")
         if pd.closing:
             raise FDClosedError()
-        _acquire(fd)
         fut = p.loop.create_future()
         pd.wg = fut
         p.parks += 1
@@ -320,7 +333,8 @@ async def _write_some(p: Netpoller, pd: PollDesc, fd: int, cbuf: Any, n: int, da
         finally:
             if pd.wg is fut:
                 pd.wg = _IDLE
-            _release(fd)
+            if pd.closing:
+                drop_waiter_ref(pd, fut, False)
         if pd.closing:
             raise FDClosedError()
         if pd.wd < 0:

@@ -1,7 +1,8 @@
 """The process-wide fd reference table: Go's ``fdMutex`` idea, one table for every loop.
 
 An operation that spans an ``await`` (a wait parked on the netpoller, a syscall handed off to
-an M) holds a *reference* on its fd for that whole time.  ``fd_close`` never closes an fd
+an M) holds a *reference* on its fd for that whole time (a parked netpoll wait takes it
+lazily: see :func:`hold_for_close`).  ``fd_close`` never closes an fd
 under such an operation: it marks the fd closing (new operations fail with EBADF, "use of
 closed file descriptor"), tells every netpoller (they wake their waiters with the closed error
 and remove the fd from epoll), and leaves the real ``close(2)`` to whoever drops the last
@@ -131,6 +132,22 @@ def fd_close(fd: int, closer: Callable[[int], None]) -> bool:
             else:
                 _notified.add(fd)
     return run_now
+
+
+def hold_for_close(fd: int, take: Callable[[], int]) -> None:
+    """For a netpoller's close listener: under the table lock, ``take()`` marks the waiters
+    parked on ``fd`` and returns how many; each gets a reference, released by
+    :func:`fd_release` when that waiter resumes.
+
+    This is how a *parked* netpoll wait holds its reference: lazily.  Parking and waking are
+    the netpoller's hot path and never touch this table; only a close, which must wait for
+    the parked waiters, takes their references for them, before it decides whether the real
+    close can run now.  (Handed-off syscalls take theirs eagerly with :func:`fd_acquire`.)
+    """
+    with _lock:
+        k = take()
+        if k:
+            _refs[fd] = _refs.get(fd, 0) + k
 
 
 def fd_refs(fd: int) -> int:
