@@ -37,7 +37,6 @@ from ._epoll import (
     EVENTS_PER_WAIT,
     WAKE_TAG,
     Netpoller,
-    _wake,
 )
 
 _T = TypeVar("_T")
@@ -205,7 +204,7 @@ class NetpollSelector(selectors.BaseSelector):
                 raise _ll.oserror(-n)
             return []
         p.events += n
-        return self.process(p.buf.pairs(n), n)
+        return self.process(p.buf._view[: n + n].tolist(), n)
 
     def process(
         self, pairs: list[int], n: int
@@ -227,13 +226,15 @@ class NetpollSelector(selectors.BaseSelector):
                 if ev & _RMASK:
                     g = pd.rg
                     pd.rg = _READY
-                    if g.__class__ is not int:
-                        woke += _wake(g)
+                    if g.__class__ is not int and not g.done():  # type: ignore[union-attr]
+                        g.set_result(None)  # type: ignore[union-attr]
+                        woke += 1
                 if ev & _WMASK:
                     g = pd.wg
                     pd.wg = _READY
-                    if g.__class__ is not int:
-                        woke += _wake(g)
+                    if g.__class__ is not int and not g.done():  # type: ignore[union-attr]
+                        g.set_result(None)  # type: ignore[union-attr]
+                        woke += 1
                 continue
             key = fd_to_key.get(tag)
             if key is not None:
