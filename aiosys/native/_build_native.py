@@ -100,8 +100,22 @@ ffibuilder = build_ffi()
 
 if __name__ == "__main__":
     # Developer convenience: build in place (``python aiosys/native/_build_native.py``),
-    # leaving ``aiosys/native/_native*.so`` next to the sources.
+    # leaving ``aiosys/native/_native*.so`` next to the sources.  Several people rebuild while
+    # others run tests: compile in a private directory and rename the result into place, so a
+    # process importing the module meanwhile finds the old .so or the new one, never none.
+    import shutil
+    import tempfile
+
     root = HERE.parent.parent
-    for stale in HERE.glob("_native*.so"):  # an older build would shadow this one
-        stale.unlink()
-    ffibuilder.compile(tmpdir=str(root), verbose="-v" in sys.argv)
+    build = root / "build"
+    build.mkdir(exist_ok=True)
+    tmp = Path(tempfile.mkdtemp(prefix="native-", dir=build))
+    try:
+        built = Path(ffibuilder.compile(tmpdir=str(tmp), verbose="-v" in sys.argv))
+        target = HERE / built.name
+        os.replace(built, target)  # atomic on one filesystem
+        for stale in HERE.glob("_native*.so"):  # another ABI tag would shadow or confuse
+            if stale != target:
+                stale.unlink()
+    finally:
+        shutil.rmtree(tmp, ignore_errors=True)
