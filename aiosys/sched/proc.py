@@ -238,12 +238,16 @@ class P:
         flight, then publish "parked".  False: completions are waiting, poll instead."""
         if self.status is not _Prunning:
             raise SchedulerError(f"aiosys: before_park on a P in {self.status}")
+        if self.kick_pending:
+            self.kick()  # the M runs while we block (one CPU: it preempts us right here)
         if _mpool.park(self.id, self.spin_ns):
             self.status = _Pidle
             return True
         return False
 
     def after_park(self) -> None:
+        if self.kick_pending:
+            self.kick()
         _mpool.unpark(self.id)
         if self.status is _Pidle:
             self.status = _Prunning
@@ -431,7 +435,9 @@ def entersyscall(
         flags |= _mpool.F_DEFER_WAKE
         if not p.kick_pending:
             p.kick_pending = True
-            loop.call_soon(p.kick)
+            if p.attach:  # no park hooks: kick after this pass's callbacks
+                loop.call_soon(p.kick)
+            # park mode: before_park (about to block) or after_park (busy loop) kicks
     try:
         g.slot = _mpool.submit(p.id, trap, *args, flags)
     except BaseException as exc:
