@@ -25,7 +25,7 @@ import uvloop
 import aiosys.netpoll as netpoll
 
 
-async def _aiosys_pingpong(n: int) -> float:
+async def _aiosys_pingpong(n: int) -> tuple[float, float]:
     a_r, a_w = os.pipe()
     b_r, b_w = os.pipe()
     read, write = netpoll.read, netpoll.write
@@ -40,15 +40,15 @@ async def _aiosys_pingpong(n: int) -> float:
             await read(a_r, 64)
             await write(b_w, b"y")
 
-    t = time.perf_counter()
+    t, c = time.perf_counter(), time.process_time()
     await asyncio.gather(ping(), pong())
-    dt = time.perf_counter() - t
+    dt, dc = time.perf_counter() - t, time.process_time() - c
     for fd in (a_r, a_w, b_r, b_w):
         await netpoll.close(fd)
-    return n / dt
+    return n / dt, n / max(dc, 1e-9)
 
 
-async def _add_reader_pingpong(n: int) -> float:
+async def _add_reader_pingpong(n: int) -> tuple[float, float]:
     """The idiomatic asyncio way: non-blocking fds, try the read, on EAGAIN wait with
     add_reader (one-shot) and retry."""
     loop = asyncio.get_running_loop()
@@ -80,30 +80,32 @@ async def _add_reader_pingpong(n: int) -> float:
             await read(a_r)
             os.write(b_w, b"y")
 
-    t = time.perf_counter()
+    t, c = time.perf_counter(), time.process_time()
     await asyncio.gather(ping(), pong())
-    dt = time.perf_counter() - t
+    dt, dc = time.perf_counter() - t, time.process_time() - c
     for fd in (a_r, a_w, b_r, b_w):
         os.close(fd)
-    return n / dt
+    return n / dt, n / max(dc, 1e-9)
 
 
-Runner = Callable[[Callable[[int], Awaitable[float]], int], float]
+Rates = tuple[float, float]  # round trips per wall second, per CPU second
+Body = Callable[[int], Awaitable[Rates]]
+Runner = Callable[[Body, int], Rates]
 
 
-def _on_stdlib(fn: Callable[[int], Awaitable[float]], n: int) -> float:
+def _on_stdlib(fn: Body, n: int) -> Rates:
     return asyncio.run(fn(n))  # type: ignore[arg-type]
 
 
-def _on_uvloop(fn: Callable[[int], Awaitable[float]], n: int) -> float:
-    return float(uvloop.run(fn(n)))  # type: ignore[arg-type]
+def _on_uvloop(fn: Body, n: int) -> Rates:
+    return uvloop.run(fn(n))  # type: ignore[arg-type]
 
 
-def _on_aiosys(fn: Callable[[int], Awaitable[float]], n: int) -> float:
+def _on_aiosys(fn: Body, n: int) -> Rates:
     return netpoll.run(fn(n))  # type: ignore[arg-type]
 
 
-VARIANTS: dict[str, tuple[Runner, Callable[[int], Awaitable[float]]]] = {
+VARIANTS: dict[str, tuple[Runner, Body]] = {
     "asyncio add_reader (stdlib loop)": (_on_stdlib, _add_reader_pingpong),
     "uvloop add_reader": (_on_uvloop, _add_reader_pingpong),
     "aiosys.netpoll (aiosys loop)": (_on_aiosys, _aiosys_pingpong),
@@ -118,27 +120,34 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--rounds", type=int, default=7, help="runs per variant (interleaved)")
     ap.add_argument("--json", action="store_true", help="print JSON instead of a table")
     args = ap.parse_args(argv)
-    results: dict[str, list[float]] = {name: [] for name in VARIANTS}
+    wall: dict[str, list[float]] = {name: [] for name in VARIANTS}
+    cpu: dict[str, list[float]] = {name: [] for name in VARIANTS}
     for runner, fn in VARIANTS.values():  # warm-up
         runner(fn, max(args.n // 10, 100))
     for _ in range(args.rounds):
         for name, (runner, fn) in VARIANTS.items():
-            results[name].append(runner(fn, args.n))
-    med = {name: statistics.median(v) for name, v in results.items()}
-    base = med["asyncio add_reader (stdlib loop)"]
-    uv = med["uvloop add_reader"]
+            w, c = runner(fn, args.n)
+            wall[name].append(w)
+            cpu[name].append(c)
     aff = sorted(os.sched_getaffinity(0))
     if args.json:
-        print(json.dumps({"cpus": aff, "n": args.n, "rounds": args.rounds, "runs": results,
-                          "median": med}, indent=1))
+        print(json.dumps({"cpus": aff, "n": args.n, "rounds": args.rounds, "wall": wall,
+                          "cpu": cpu}, indent=1))
         return 0
     print(f"pipe ping-pong, {args.n} round trips x {args.rounds} rounds, CPUs {aff}, "
           f"python {sys.version.split()[0]}")
-    print(f"{'variant':40s} {'median rt/s':>12s} {'min..max':>19s} {'x stdlib':>9s} "
-          f"{'x uvloop':>9s}")
-    for name, v in results.items():
-        print(f"{name:40s} {med[name]:12,.0f} {min(v):9,.0f}..{max(v):<9,.0f} "
-              f"{med[name] / base:9.2f} {med[name] / uv:9.2f}")
+    for title, results in (("round trips per wall-clock second", wall),
+                           ("round trips per CPU second of this process (robust to a "
+                            "shared machine)", cpu)):
+        med = {name: statistics.median(v) for name, v in results.items()}
+        base = med["asyncio add_reader (stdlib loop)"]
+        uv = med["uvloop add_reader"]
+        print(f"\n{title}")
+        print(f"{'variant':40s} {'median':>10s} {'min..max':>21s} {'x stdlib':>9s} "
+              f"{'x uvloop':>9s}")
+        for name, v in results.items():
+            print(f"{name:40s} {med[name]:10,.0f} {min(v):10,.0f}..{max(v):<10,.0f} "
+                  f"{med[name] / base:9.2f} {med[name] / uv:9.2f}")
     return 0
 
 
