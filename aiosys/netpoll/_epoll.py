@@ -46,6 +46,17 @@ What this means for aiosys
   so an event for an old registration of a reused number simply finds nothing and is
   counted in ``stale_dropped``.  asyncio's own level-triggered entries use the bare fd as tag
   (``seq == 0``), so the two kinds never collide.
+* Close while waiting (``fdtable.fd_close``): the fd leaves the tables and epoll at once,
+  its waiters wake with :class:`FDClosedError`, and the real ``close(2)`` waits until each
+  woken waiter has dropped the fd-table reference the close took for it (taken lazily, so
+  parking never touches the table's lock; interleavings in ``_ops.py``).
+* A stream fd (pipe, FIFO, SOCK_STREAM socket) that returned less than asked was drained at
+  that moment, and any later byte brings a new edge: the next read parks at once instead of
+  failing with EAGAIN first (libuv's ``uv__read`` makes the same inference).  A hang-up or
+  error event ends this for the fd, since no edge may follow the FIN that came with the
+  last bytes.  Never for datagrams, ttys, eventfd.
+* Per-call non-blocking I/O (``RWF_NOWAIT``, ``MSG_DONTWAIT``) where the kernel has it, so an
+  fd whose ``O_NONBLOCK`` was cleared through a dup still never blocks the loop.
 * One waiter per direction.  A second task that waits to read the same fd gets
   :class:`BusyError` at once (Go throws "double wait"; asyncio's ``add_reader`` silently
   replaces the first callback).
@@ -75,6 +86,9 @@ from collections import deque
 from collections.abc import Callable
 from typing import Any, Final
 
+# Besides its public functions, the netpoller uses these _lowlevel names on its hot path
+# (the raw cffi stubs, returning -errno instead of raising): _preadv2, _pwritev2, _sys6,
+# _epoll_wait, _epoll_pwait2, EventBuffer._arr/_view, Pinned._cdata.
 from aiosys.native import _lowlevel as _ll
 
 from . import fdtable
