@@ -38,33 +38,28 @@ def _assert_clean_exit(sp: ServerProcess, sig: int = signal.SIGTERM) -> None:
     assert rc == 0, f"rc={rc}: {sp.stderr_text}"
 
 
+# Half the servers are stopped with SIGINT (Ctrl-C), half with SIGTERM.
+SIGINT_IMPLS = {"goroutine", "asyncio-aiosys", "protocol-uvloop", "anyio-uvloop", "trio"}
+
+
 @pytest.mark.parametrize("impl", ECHO_IMPLS)
 def test_server_echoes_random_bytes_and_exits_cleanly(
     impl: str, start_server: Start, randseed: int
 ) -> None:
     sp = start_server(impl)
     assert sp.host == "127.0.0.1" and sp.port > 0
-    assert echo_roundtrips(sp.port, conns=3, rounds=6, seed=randseed) > 0
-    res = _loadgen.run(sp.port, conns=8, size=64, seconds=3, max_requests=400)
+    assert echo_roundtrips(sp.port, conns=2, rounds=4, seed=randseed) > 0
+    res = _loadgen.run(sp.port, conns=8, size=64, seconds=3, max_requests=200)
     assert res["rc"] == 0 and res["mismatches"] == 0 and res["errors"] == 0, res
-    assert res["requests"] == 400
-    _assert_clean_exit(sp)
-
-
-@pytest.mark.parametrize(
-    "impl", ["goroutine", "asyncio-aiosys", "asyncio-stdlib", "protocol-uvloop", "anyio-uvloop"]
-)
-def test_sigint_stops_the_server_without_a_traceback(impl: str, start_server: Start) -> None:
-    sp = start_server(impl)
+    assert res["requests"] == 200
+    # Stop it with a connection still open: shutdown must close it, not hang or leak.
     with socket.create_connection(("127.0.0.1", sp.port), timeout=5) as s:
         s.sendall(b"x")
         assert s.recv(1) == b"x"
-        _assert_clean_exit(sp, signal.SIGINT)  # with a connection still open
+        _assert_clean_exit(sp, signal.SIGINT if impl in SIGINT_IMPLS else signal.SIGTERM)
 
 
-@pytest.mark.parametrize(
-    "impl", ["goroutine", "protocol-aiosys", "asyncio-stdlib", "protocol-stdlib", "anyio-uvloop"]
-)
+@pytest.mark.parametrize("impl", ["goroutine", "protocol-aiosys", "anyio-uvloop"])
 def test_connection_limit_closes_extra_connections(impl: str, start_server: Start) -> None:
     sp = start_server(impl, "--max-conns", "2")
     socks = [socket.create_connection(("127.0.0.1", sp.port), timeout=5) for _ in range(2)]
