@@ -1,13 +1,18 @@
 """aiosys.native: Go's raw syscall entry points, epoll/eventfd stubs and vDSO clocks.
 
-The bottom layer.  ``Syscall``/``Syscall6`` notify the scheduler; ``RawSyscall``/
-``RawSyscall6`` never do and must only be used for calls that cannot block.  The raw forms
-take integers: passing a pointer is the caller's responsibility.  The typed wrappers in
-:mod:`aiosys.native.zsyscall` (generated from the syscall table) are the safe API.
+The bottom layer.  ``Syscall``/``Syscall6`` notify the scheduler (entersyscall/exitsyscall
+hooks) and release the GIL around the trap; ``RawSyscall``/``RawSyscall6`` never notify and
+keep the GIL (Go's RawSyscall keeps its P), so they must only be used for calls that cannot
+block.  The raw forms take integers: passing a pointer is the caller's responsibility.  The
+typed wrappers in :mod:`aiosys.native.zsyscall` (generated from ``syscalls.tbl`` by
+``python -m aiosys.native.mksyscall``) are the safe API; each has a ``prepare_NAME`` returning
+a :class:`Prepared` (trap, six words, pinned memory, ``finish``) for running the trap on
+another thread.
 """
 
 from __future__ import annotations
 
+from . import zsyscall as zsyscall
 from ._lowlevel import (
     HAVE_EPOLL_PWAIT2 as HAVE_EPOLL_PWAIT2,
 )
@@ -67,4 +72,10 @@ from ._lowlevel import (
 )
 from ._lowlevel import (
     walltime as walltime,
+)
+from .prepared import (
+    Entry as Entry,
+)
+from .prepared import (
+    Prepared as Prepared,
 )
