@@ -40,13 +40,15 @@ def _assert_clean_exit(sp: ServerProcess, sig: int = signal.SIGTERM) -> None:
 
 # Half the servers are stopped with SIGINT (Ctrl-C), half with SIGTERM.
 SIGINT_IMPLS = {"goroutine", "asyncio-aiosys", "protocol-uvloop", "anyio-uvloop", "trio"}
+# A few run with handoff tracing on (echo traffic makes no handoffs: the flag must not hurt).
+TRACE = {"goroutine": "json", "asyncio-aiosys": "console", "goroutine-uvloop": "json"}
 
 
 @pytest.mark.parametrize("impl", ECHO_IMPLS)
 def test_server_echoes_random_bytes_and_exits_cleanly(
     impl: str, start_server: Start, randseed: int
 ) -> None:
-    sp = start_server(impl)
+    sp = start_server(impl, *(["--trace", TRACE[impl]] if impl in TRACE else []))
     assert sp.host == "127.0.0.1" and sp.port > 0
     assert echo_roundtrips(sp.port, conns=2, rounds=4, seed=randseed) > 0
     res = _loadgen.run(sp.port, conns=8, size=64, seconds=3, max_requests=200)
