@@ -63,6 +63,8 @@ IMPLS: dict[str, Impl] = {
         Impl("anyio-aiosys", "anyio listener (aiosys loop)", _S + "echo_anyio.py",
              needs=("aiosys_loop",), aiosys=True),
         Impl("anyio-uvloop", "anyio listener (uvloop)", _S + "echo_anyio.py", ("--uvloop",)),
+        Impl("anyio-stdlib", "anyio listener (stdlib loop)", _S + "echo_anyio.py",
+             ("--loop", "stdlib")),
         Impl("asyncio-stdlib", "asyncio streams (stdlib loop)", _S + "echo_asyncio.py",
              ("--loop", "stdlib")),
         Impl("protocol-stdlib", "asyncio Protocol (stdlib loop)", _S + "echo_asyncio.py",

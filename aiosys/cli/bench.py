@@ -46,6 +46,7 @@ RATIOS: list[tuple[str, str, str]] = [
     ("protocol-aiosys", "protocol-stdlib", ""),
     ("goroutine-uvloop", "asyncio-uvloop", ""),
     ("anyio-aiosys", "anyio-uvloop", ""),
+    ("anyio-aiosys", "anyio-stdlib", ""),
     ("goroutine", "trio", ""),
     ("goroutine", "go", ""),
     ("goroutine-netpoll", "asyncio-uvloop", "aiosys.netpoll awaitables, no public dispatch"),

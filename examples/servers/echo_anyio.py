@@ -1,9 +1,10 @@
-"""Echo server on an anyio TCP listener, on the aiosys loop (or, with --uvloop, on uvloop).
+"""Echo server on an anyio TCP listener, on the aiosys loop (or, with --uvloop, on uvloop;
+--loop stdlib for the stock asyncio loop).
 
 anyio's asyncio backend takes a loop factory, so the aiosys event loop slots in without a
 line of anyio-specific glue.
 
-    python examples/servers/echo_anyio.py --port 0 [--uvloop]
+    python examples/servers/echo_anyio.py --port 0 [--uvloop | --loop stdlib]
 """
 
 from __future__ import annotations
@@ -60,14 +61,17 @@ async def serve(host: str, port: int, max_conns: int) -> None:
 def main() -> int:
     ap = _common.make_parser(__doc__)
     ap.add_argument("--uvloop", action="store_true", help="run on uvloop instead of aiosys")
+    ap.add_argument("--loop", choices=["aiosys", "uvloop", "stdlib"], default="aiosys")
     args = ap.parse_args()
+    if args.uvloop:
+        args.loop = "uvloop"
     fds = _common.open_fds()
     _common.enable_trace(args.trace)
     options: dict[str, Any]
-    if args.uvloop:
+    if args.loop == "uvloop":
         options = {"use_uvloop": True}
     else:
-        options = {"loop_factory": _common.loop_factory("aiosys")}
+        options = {"loop_factory": _common.loop_factory(args.loop)}
     anyio.run(serve, args.host, args.port, args.max_conns, backend="asyncio",
               backend_options=options)  # fmt: skip
     return _common.report_leaks(fds)
