@@ -19,7 +19,13 @@ False (work is pending) the wait uses timeout 0.  ``after_park()`` runs after *e
 ``epoll_wait`` of the loop once hooks are installed, blocking or not: it follows each
 ``before_park`` (clear the "parked" flag there) and it is also the per-iteration drain point
 (Go's ``netpoll(0)``), so completions are drained even on a loop that never blocks.  Both run
-on the loop thread.  The process-wide fd reference table is :mod:`aiosys.netpoll.fdtable`.
+on the loop thread.  ``p.post(cb)`` (any thread) runs ``cb`` on the loop thread at the next
+poll step through the coalesced eventfd wakeup (at most one eventfd write per poll cycle);
+``p.wakeup()`` only wakes.
+
+The process-wide fd reference table is :mod:`aiosys.netpoll.fdtable`.  A parked netpoll wait
+holds its reference lazily: ``fd_refs`` does not count it until a close begins, at which
+point the close takes one reference per parked waiter and the real close waits for them.
 """
 
 from __future__ import annotations
