@@ -43,6 +43,8 @@ def _parser() -> argparse.ArgumentParser:
     be.add_argument("--seconds", type=float)
     be.add_argument("--warmup", type=float)
     be.add_argument("--reps", type=int)
+    be.add_argument("--no-pin", action="store_true",
+                    help="run server and generator unpinned (default: CPU 0 and CPU 1)")
     be.add_argument("--json", help="write the raw results here (default benchmarks/results/)")
     be.add_argument("--results", action="store_true",
                     help="write the table into benchmarks/RESULTS.md (issue 6 section)")

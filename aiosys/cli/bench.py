@@ -152,7 +152,7 @@ def run_matrix(cfg: Config, progress: Callable[[str], None] = print) -> list[Cel
     load from elsewhere on this shared machine hits every row instead of one."""
     server_cpu, gen_cpu = _pinning(cfg)
     if server_cpu is None:
-        progress("note: fewer than 2 usable CPUs: server and generator run unpinned")
+        progress("note: server and generator run unpinned")
     cells = {(n, s, c): Cell(n, s, c) for n in cfg.impls for s in cfg.sizes for c in cfg.conns}
     servers: dict[str, ServerProcess] = {}
     with contextlib.ExitStack() as stack:
@@ -261,7 +261,9 @@ def markdown(cells: list[Cell], cfg: Config, command: str, when: float | None = 
         f"Machine: {m.get('cpu', '?')}, {m['cpus']} vCPU, Linux {m['kernel']}, "
         f"CPython {m['python']}, uvloop {m['uvloop']}, anyio {m['anyio']}, trio {m['trio']}, "
         f"Go {m['go']}.  ",
-        f"Server pinned to CPU 0, load generator to CPU 1; {cfg.reps} repetitions of "
+        ("Server pinned to CPU 0, load generator to CPU 1; " if cfg.server_cpu is not None
+         else "Server and load generator unpinned; ")  # fmt: skip
+        + f"{cfg.reps} repetitions of "
         f"{cfg.seconds:g} s after {cfg.warmup:g} s warm-up each, interleaved round-robin "
         "across the servers (all running at once); medians, noise = "
         "(max-min)/median of CPU/request. The machine is shared: trust ratios, not absolutes.",

@@ -29,6 +29,8 @@ def echo(args: Any, out: TextIO) -> int:
         cfg.sizes = _ints(args.sizes)
     if args.conns:
         cfg.conns = _ints(args.conns)
+    if args.no_pin:
+        cfg.server_cpu = cfg.gen_cpu = None
     for attr in ("seconds", "warmup", "reps"):
         if getattr(args, attr) is not None:
             setattr(cfg, attr, getattr(args, attr))
