@@ -130,6 +130,8 @@ _KNOWN_FILE: Final = 4  # fstat said: not pollable (regular file, directory, blo
 _KNOWN_POLL: Final = 8  # fstat said: may be pollable (fifo, socket, character device)
 _DIRECT: Final = 16  # O_DIRECT: aligned buffers, no inline try
 
+_MAX_WORD: Final = (1 << 63) - 1  # beyond it a count or offset fits no machine word
+
 _fdinfo: dict[int, int] = {}
 _preadv: Final = os.preadv
 _pwritev: Final = os.pwritev
@@ -137,6 +139,7 @@ _raw3: Final = ll.raw3
 _check: Final = ll.check
 _pushback: Final = proc._pushback
 _fd_orphans: Final = proc._fd_orphans
+_fd_busy: Final = proc._fd_busy
 
 
 def _probe(fd: int) -> int:
@@ -209,10 +212,13 @@ async def _handoff(
 ) -> int:
     """entersyscall -> an M -> exitsyscall.  Returns the raw kernel result (or -errno)."""
     p = proc.getp()
-    if block:
-        g = proc.entersyscallblock(p, name, trap, args, fd, keep, kind, flags)
-    else:
-        g = proc.entersyscall(p, name, trap, args, fd, keep, kind, flags)
+    try:
+        if block:
+            g = proc.entersyscallblock(p, name, trap, args, fd, keep, kind, flags)
+        else:
+            g = proc.entersyscall(p, name, trap, args, fd, keep, kind, flags)
+    except OverflowError as exc:  # a size or offset no machine word holds: a bad value
+        raise ll.out_of_range(exc) from None
     return await proc.wait(p, g)
 
 
@@ -238,7 +244,7 @@ async def _wait_fd(fd: int, write: bool) -> None:
 
 async def _settle(fd: int) -> None:
     """Wait until no cancelled read/write of ``fd`` still runs on an M (byte order)."""
-    if fd in _fd_orphans:
+    if proc.orphan_of(fd) is not None:
         await proc.wait_orphan(fd)
 
 
@@ -255,11 +261,11 @@ async def read(fd: int, n: int) -> bytes:
 
     :raises OSError: the kernel's error (EBADF for an fd being closed).
     """
-    if n < 0:
-        raise ValueError("negative count")
+    if n < 0 or n > _MAX_WORD:
+        raise ValueError("negative count" if n < 0 else f"count out of range: {n}")
     if _pushback and fd in _pushback:
         return proc.take_pushback(fd, n) or b""
-    if _fd_orphans and fd in _fd_orphans:
+    if (_fd_orphans or _fd_busy) and proc.orphan_of(fd) is not None:
         await _settle(fd)
         if fd in _pushback:
             return proc.take_pushback(fd, n) or b""
@@ -377,6 +383,8 @@ async def pread(fd: int, n: int, offset: int) -> bytes:
     """
     if n < 0 or offset < 0:
         raise ValueError("negative count or offset")
+    if n > _MAX_WORD or offset > _MAX_WORD:
+        raise ValueError("count or offset out of range")
     info = _fdinfo.get(fd)
     if info is None:
         info = _probe(fd)
@@ -402,6 +410,10 @@ async def pread(fd: int, n: int, offset: int) -> bytes:
 async def preadv(fd: int, buffers: Sequence[Any], offset: int) -> int:
     """Scatter-read into ``buffers`` at ``offset``; returns the total count."""
     views = [memoryview(b).cast("B") for b in buffers]
+    if any(v.readonly for v in views):
+        raise TypeError("preadv needs writable buffers")
+    if offset > _MAX_WORD:
+        raise ValueError(f"offset out of range: {offset}")
     total = sum(len(v) for v in views)
     info = _fdinfo.get(fd)
     if info is None:
@@ -442,7 +454,7 @@ async def write(fd: int, data: Any) -> int:
     buffered writes under RWF_NOWAIT here).  A cancelled handed-off write may still happen:
     it is then logged (``aiosys.sched`` logger) and counted in ``orphan_writes_reported``.
     """
-    if _fd_orphans and fd in _fd_orphans:
+    if (_fd_orphans or _fd_busy) and proc.orphan_of(fd) is not None:
         await _settle(fd)
     if _is_registered(fd):
         return await _poll_write(fd, data)
@@ -513,9 +525,9 @@ async def _handoff_write(fd: int, data: Any, offset: int) -> int:
 
 async def pwrite(fd: int, data: Any, offset: int) -> int:
     """Write ``data`` at ``offset`` without moving the file position; returns the count."""
-    if offset < 0:
-        raise ValueError("negative offset")
-    if _fd_orphans and fd in _fd_orphans:
+    if offset < 0 or offset > _MAX_WORD:
+        raise ValueError("negative offset" if offset < 0 else f"offset out of range: {offset}")
+    if (_fd_orphans or _fd_busy) and proc.orphan_of(fd) is not None:
         await _settle(fd)
     info = _fdinfo.get(fd)
     if info is None:
@@ -830,6 +842,10 @@ def _loff(offset: int | None) -> tuple[int, Any]:
     """A ``loff_t *`` argument: NULL for None, else pinned 8 bytes holding ``offset``."""
     if offset is None:
         return 0, None
+    if offset.__class__ is not int and not isinstance(offset, int):
+        raise TypeError(f"offset must be an int or None, not {type(offset).__name__}")
+    if not -(1 << 63) <= offset < 1 << 63:
+        raise ValueError(f"offset out of range: {offset}")
     p = ll.pin_buffer(bytearray(struct.pack("=q", offset)), writable=True)
     return p.addr, p
 

@@ -132,6 +132,7 @@ class G:
         "keep",
         "kind",
         "waiters",
+        "task",
     )
 
     def __init__(self, syscall: str, trap: int, fd: int, p_id: int, t_enter: int) -> None:
@@ -159,6 +160,9 @@ class G:
         # Futures of calls that must wait for this one to finish (per-fd ordering after
         # a cancellation).
         self.waiters: list[Any] | None = None
+        # The awaiting task, for reads/writes (a cancel requested after completion is only
+        # visible on the task: Task.cancelling()).
+        self.task: Any = None
 
     def __repr__(self) -> str:
         return f"<G {self.goid} {self.syscall} fd={self.fd} p={self.p_id} {self.state}>"

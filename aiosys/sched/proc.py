@@ -277,6 +277,8 @@ class P:
                 break
         if _orphans:
             drain_orphans()
+        if trace.ENABLED:
+            _m_events()
 
     def kick(self) -> None:
         self.kick_pending = False
@@ -292,6 +294,23 @@ class P:
 
     def __repr__(self) -> str:
         return f"<P {self.id} {self.status} inflight={len(self.inflight)}>"
+
+
+_m_seen = {"m_spawned": 0, "m_exited": 0, "m_monitor_grows": 0}
+
+
+def _m_events() -> None:
+    """Ms live in C and never run Python: when tracing, each drain compares the pool's
+    counters with the last look and reports new spawns/exits as ``m_spawn``/``m_exit``
+    events (m = -1: the pool's, not one M's)."""
+    st = _mpool.stats()
+    for key, kind in (("m_spawned", "spawn"), ("m_exited", "exit"),
+                      ("m_monitor_grows", "grow")):
+        n = st[key] - _m_seen[key]
+        if n > 0:
+            _m_seen[key] = st[key]
+            trace.m_event(kind, -1, count=n, threads=st["m_threads"],
+                          queue_depth=st["queue_depth"])
 
 
 _allp: dict[int, P] = {}  # P id -> P
@@ -452,6 +471,9 @@ def entersyscall(
     g.future = loop.create_future()
     g.queue_depth = len(p.inflight)
     p.inflight[g.slot] = g
+    if fd >= 0 and (kind == "read" or kind == "write"):
+        _fd_busy[fd] = g
+        g.task = asyncio.current_task()
     counters.handoffs += 1
     if trace.ENABLED:
         trace.entersyscall(g)
@@ -488,7 +510,7 @@ def exitsyscallfast(g: G) -> None:
     """Fast path: the G's task still waits on its own P: make it runnable."""
     casgstatus(g, _Gsyscall, _Grunnable)
     if g.fd >= 0:
-        fd_release(g.fd)
+        fd_release(g.fd)  # the M is done; the G stays "busy" on its fd until its task resumes
     counters.exits_fast += 1
     if trace.ENABLED:
         trace.exitsyscall(g, "fast")
@@ -515,6 +537,7 @@ def exitsyscall0(g: G) -> None:
         g.keep = None  # the M is done: buffers may go now
         if _fd_orphans.get(g.fd) is g:
             del _fd_orphans[g.fd]
+        _unbusy(g)
         _wake_waiters(g)
         if trace.ENABLED:
             trace.exitsyscall(g, "slow")
@@ -596,6 +619,8 @@ async def wait(p: P, g: G) -> int:
         raise
     casgstatus(g, _Grunnable, _Grunning)
     g.state = _Gdead
+    if g.task is not None:
+        _unbusy(g)
     return r
 
 
@@ -607,6 +632,7 @@ def cancelsyscall(p: P, g: G) -> None:
         if not p.closed and _mpool.withdraw(p.id, g.slot):
             # Queued, never started: the syscall will not happen.
             del p.inflight[g.slot]
+            _unbusy(g)
             casgstatus(g, _Gsyscall, _Gdead)
             if g.fd >= 0:
                 fd_release(g.fd)
@@ -648,10 +674,39 @@ _fd_orphans: dict[int, G] = {}
 bytes stay in order."""
 
 
+_fd_busy: dict[int, G] = {}
+"""fd -> the last handed-off read/write on it still in flight.  Its future may be cancelled
+before its task gets to run ``cancelsyscall`` (``task.cancel()`` cancels the awaited future at
+once): a read issued in between must already treat it as an orphan."""
+
+
+def orphan_of(fd: int) -> G | None:
+    """The cancelled read/write still running on ``fd``, if any."""
+    g = _fd_orphans.get(fd)
+    if g is not None:
+        return g
+    b = _fd_busy.get(fd)
+    if b is None or b.future is None:
+        return None
+    if b.future.cancelled() or (
+        b.state is _Grunnable and b.task is not None and b.task.cancelling()
+    ):
+        # Cancelled while on an M, or completed and cancelled before its task resumed:
+        # its finalizer has not run yet.
+        _fd_orphans[fd] = b
+        return b
+    return None
+
+
+def _unbusy(g: G) -> None:
+    if _fd_busy.get(g.fd) is g:
+        del _fd_busy[g.fd]
+
+
 async def wait_orphan(fd: int) -> None:
     """Wait until no cancelled call is running on ``fd`` (ordering after a cancellation)."""
     while True:
-        g = _fd_orphans.get(fd)
+        g = orphan_of(fd)
         if g is None:
             return
         fut: asyncio.Future[None] = asyncio.get_running_loop().create_future()
@@ -777,6 +832,7 @@ def _after_fork_child() -> None:
     _p_by_loop.clear()
     _orphans.clear()
     _fd_orphans.clear()
+    _fd_busy.clear()
     _last = (None, None)
     _config.applied = False
 

@@ -23,12 +23,25 @@ Run = Callable[[Coroutine[Any, Any, Any]], Any]
 # How a read is abandoned: not at all, before it starts, after 0-2 loop passes, by timeout.
 read_op = st.tuples(
     st.integers(1, 700),
-    st.sampled_from(["none", "immediate", "yield0", "yield1", "yield2", "timeout"]),
+    st.sampled_from(["none", "immediate", "yield0", "yield1", "yield2", "timeout",
+                     "detach0", "detach1"]),
 )
 write_op = st.binary(min_size=1, max_size=900)
 
 
+_detached: list[asyncio.Future[bytes]] = []
+
+
 async def _read(fd: int, n: int, how: str) -> bytes:
+    if how.startswith("detach"):
+        # Cancel and move on at once: the next read starts before the cancelled task ran.
+        task = asyncio.ensure_future(aio.read(fd, n))
+        for _ in range(int(how[-1])):
+            await asyncio.sleep(0)
+        if task.done() or not task.cancel():
+            return task.result()
+        _detached.append(task)
+        return b""
     if how == "none":
         return await aio.read(fd, n)
     if how == "timeout":
@@ -87,6 +100,10 @@ async def _exchange(
                     break
                 await asyncio.sleep(0)  # a file at EOF answers b"" at once: let the writer run
         await wt
+        for t in _detached:
+            with contextlib.suppress(asyncio.CancelledError):
+                got += await t  # never: a detached read ends cancelled
+        _detached.clear()
         # Whatever is still in flight finishes and is kept: drain to EOF.
         while chunk := await aio.read(rfd, 4096):
             got += chunk
