@@ -434,3 +434,35 @@ def test_grow_pool_and_inflight_and_allp(run: Run) -> None:
             os.close(w)
 
     run(body())
+
+
+def test_cancelled_write_that_happened_is_reported(
+    run: Run, caplog: pytest.LogCaptureFixture
+) -> None:
+    async def body() -> None:
+        r, w = os.pipe()
+        force_handoff(w)  # a blocking write on an M, like a slow file
+        try:
+            filled = 0
+            os.set_blocking(w, False)
+            with contextlib.suppress(BlockingIOError):
+                while True:
+                    filled += os.write(w, b"x" * 65536)
+            os.set_blocking(w, True)
+            reported = counters.orphan_writes_reported
+            task = asyncio.ensure_future(aio.write(w, b"tail"))
+            await until(lambda: _mpool.stats()["m_busy"] >= 1)
+            task.cancel()
+            with pytest.raises(asyncio.CancelledError):
+                await task
+            got = 0
+            while got < filled + 4:  # drain: the write completes on its M
+                got += len(os.read(r, 1 << 20))
+            await until(lambda: counters.orphan_writes_reported == reported + 1)
+        finally:
+            os.close(r)
+            await aio.close(w)
+
+    with caplog.at_level(logging.WARNING, logger="aiosys.sched"):
+        run(body())
+    assert any("wrote 4 bytes" in rec.getMessage() for rec in caplog.records)
