@@ -79,6 +79,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import errno
 import os
 import stat
 import threading
@@ -295,7 +296,10 @@ class Netpoller:
                 f"fd {fd} is watched by this loop's add_reader/add_writer; "
                 "aiosys awaitables cannot share it"
             )
-        mode = os.fstat(fd).st_mode
+        try:
+            mode = os.fstat(fd).st_mode
+        except OverflowError:  # no fd has this number: what the kernel says for a bad fd
+            raise OSError(errno.EBADF, os.strerror(errno.EBADF)) from None
         if stat.S_ISREG(mode) or stat.S_ISDIR(mode):
             raise NotPollableError(fd)
         sock = stat.S_ISSOCK(mode)

@@ -37,6 +37,7 @@ _from_buffer = _ll.from_buffer
 _oserror = _ll.oserror
 _NOWAIT: Final = _ll.RWF_NOWAIT
 _EAGAIN: Final = -errno.EAGAIN
+_MAX_WORD: Final = (1 << 63) - 1  # a size beyond it fits no machine word
 _EINTR: Final = -errno.EINTR
 _EOPNOTSUPP: Final = -errno.EOPNOTSUPP
 _MSG_DONTWAIT: Final = socket.MSG_DONTWAIT
@@ -191,6 +192,8 @@ async def read(fd: Any, n: int) -> bytes:
         cbuf = p.scratch_c
         mv = p.scratch_mv
     else:
+        if n > _MAX_WORD:
+            raise ValueError(f"read size out of range: {n}")
         big = bytearray(n)
         cbuf = _from_buffer(big, True)
         mv = memoryview(big)
@@ -401,6 +404,8 @@ async def recv(sock: Any, n: int, flags: int = 0) -> bytes:
     p, pd = _lookup(fd)
     if pd.rd < 0:
         raise DeadlineExceededError()
+    if n > _MAX_WORD:
+        raise ValueError(f"recv size out of range: {n}")
     big = bytearray(n)
     pin = _ll.pin_buffer(big, writable=True)
     while True:
@@ -694,6 +699,8 @@ async def close(fd: Any) -> None:
     and the real close happens when the last in-flight operation drops its reference (at
     once if none).  An object with ``close()`` is closed through it (its ownership)."""
     if isinstance(fd, int):
+        if not -0x80000000 <= fd <= 0x7FFFFFFF:  # no such fd (os.close: OverflowError)
+            raise OSError(errno.EBADF, os.strerror(errno.EBADF))
         fdtable.fd_close(int(fd), os.close)
         return
     obj = fd

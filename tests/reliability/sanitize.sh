@@ -20,7 +20,7 @@ rm -rf "$OUT"
 mkdir -p "$OUT"
 # A copy of the sources and tests only (no compiled module, no caches).
 tar -C "$ROOT" --exclude='__pycache__' --exclude='*.so' --exclude='*.o' \
-    --exclude='aiosys/native/_native.c' -cf - aiosys tests pyproject.toml | tar -C "$OUT" -xf -
+    --exclude='aiosys/native/_native.c' -cf - aiosys tests examples pyproject.toml | tar -C "$OUT" -xf -
 
 SAN="-fsanitize=address,undefined -fno-omit-frame-pointer -fno-sanitize-recover=undefined"
 (cd "$OUT" && AIOSYS_CFLAGS="$SAN -g -O1" AIOSYS_LDFLAGS="-fsanitize=address,undefined" \
@@ -28,7 +28,8 @@ SAN="-fsanitize=address,undefined -fno-omit-frame-pointer -fno-sanitize-recover=
 
 LIBASAN=$(gcc -print-file-name=libasan.so)
 export LD_PRELOAD=$LIBASAN
-export ASAN_OPTIONS=detect_leaks=0:abort_on_error=1:halt_on_error=1:detect_stack_use_after_return=1
+# allocator_may_return_null: a huge request is NULL -> MemoryError, as with glibc malloc.
+export ASAN_OPTIONS=detect_leaks=0:abort_on_error=1:halt_on_error=1:detect_stack_use_after_return=1:allocator_may_return_null=1
 export UBSAN_OPTIONS=print_stacktrace=1:halt_on_error=1
 export PYTHONPATH=$OUT
 cd "$OUT"
