@@ -126,6 +126,8 @@ EVENTS_PER_WAIT: Final = 256
 # The per-poller scratch buffer reads land in before becoming bytes: one copy, no zeroing.
 SCRATCH_SIZE: Final = 64 * 1024
 
+# Longest single timer a deadline arms (one day); a later deadline re-arms when it fires.
+MAX_TIMER_NS: Final = 86_400 * 1_000_000_000
 _SOCK_STREAM: Final = 1  # socket.SOCK_STREAM without importing socket here
 
 
@@ -486,7 +488,11 @@ class Netpoller:
                 self._expire(pd, False)
 
     def _arm(self, pd: PollDesc, read: bool, seq: int, d: int, now: int) -> asyncio.TimerHandle:
-        return self.loop.call_later((d - now) / 1e9, self._deadline_fired, pd, read, seq)
+        # A far deadline is armed in steps of at most MAX_TIMER_NS (a loop's timer may not
+        # take 1e300 seconds: uvloop converts to a 64-bit millisecond count); each early
+        # firing re-arms for the remainder (_deadline_fired).
+        delay = min(d - now, MAX_TIMER_NS)
+        return self.loop.call_later(delay / 1e9, self._deadline_fired, pd, read, seq)
 
     def _deadline_fired(self, pd: PollDesc, read: bool, seq: int) -> None:
         if pd.closing or seq != (pd.rseq if read else pd.wseq):

@@ -38,6 +38,7 @@ _oserror = _ll.oserror
 _NOWAIT: Final = _ll.RWF_NOWAIT
 _EAGAIN: Final = -errno.EAGAIN
 _MAX_WORD: Final = (1 << 63) - 1  # a size beyond it fits no machine word
+_FAR_NS: Final = 1 << 62  # the latest deadline kept (nanotime); later ones are clamped
 _EINTR: Final = -errno.EINTR
 _EOPNOTSUPP: Final = -errno.EOPNOTSUPP
 _MSG_DONTWAIT: Final = socket.MSG_DONTWAIT
@@ -46,6 +47,26 @@ _SYS_RECVFROM: Final = _ll.SYS["recvfrom"]
 _SYS_SENDTO: Final = _ll.SYS["sendto"]
 _SYS_ACCEPT4: Final = _ll.SYS["accept4"]
 _ACCEPT_FLAGS: Final = socket.SOCK_NONBLOCK | socket.SOCK_CLOEXEC
+
+
+def _check_flags(flags: Any) -> int:
+    """MSG_* flags are a C int: anything else is refused before it reaches the kernel."""
+    if not isinstance(flags, int):
+        raise TypeError(f"flags must be an int, not {type(flags).__name__}")
+    if not -0x80000000 <= flags <= 0x7FFFFFFF:
+        raise ValueError(f"flags out of range for a C int: {flags}")
+    return int(flags)
+
+
+def _contiguous(data: Any) -> Any:
+    """The socket module raises BufferError for a strided view; say TypeError, like
+    pin_buffer does for the other calls."""
+    if data.__class__ is bytes:
+        return data
+    mv = memoryview(data)
+    if not mv.contiguous:
+        raise TypeError("a contiguous bytes-like object is required")
+    return data
 
 
 def _fileno(f: Any) -> int:
@@ -394,6 +415,7 @@ async def write_all(fd: Any, data: Any) -> None:
 
 async def recv(sock: Any, n: int, flags: int = 0) -> bytes:
     """``socket.recv`` on the netpoller (``MSG_DONTWAIT`` per call)."""
+    flags = _check_flags(flags)
     if flags == 0:
         return await read(sock, n)
     fd = _fileno(sock)
@@ -424,6 +446,7 @@ async def recv(sock: Any, n: int, flags: int = 0) -> bytes:
 
 async def recv_into(sock: Any, buf: Any, nbytes: int = 0, flags: int = 0) -> int:
     """``socket.recv_into`` on the netpoller."""
+    flags = _check_flags(flags)
     if nbytes or flags:
         mv = memoryview(buf).cast("B")
         if nbytes:
@@ -438,6 +461,7 @@ async def recv_into(sock: Any, buf: Any, nbytes: int = 0, flags: int = 0) -> int
 
 async def send(sock: Any, data: Any, flags: int = 0) -> int:
     """``socket.send`` on the netpoller (``MSG_DONTWAIT|MSG_NOSIGNAL`` per call)."""
+    flags = _check_flags(flags)
     fd = _fileno(sock)
     pin = _ll.pin_buffer(data, writable=False)
     n = pin.size
@@ -465,6 +489,7 @@ async def send(sock: Any, data: Any, flags: int = 0) -> int:
 
 async def sendall(sock: Any, data: Any, flags: int = 0) -> None:
     """``socket.sendall`` on the netpoller."""
+    flags = _check_flags(flags)
     if flags == 0:
         await write_all(sock, data)
         return
@@ -487,6 +512,7 @@ def _sock_of(pd: PollDesc) -> socket.socket:
 
 async def recvfrom(sock: Any, n: int, flags: int = 0) -> tuple[bytes, Any]:
     """``socket.recvfrom`` on the netpoller."""
+    flags = _check_flags(flags)
     fd = _fileno(sock)
     p, pd = _lookup(fd)
     if pd.rd < 0:
@@ -507,6 +533,8 @@ async def recvfrom(sock: Any, n: int, flags: int = 0) -> tuple[bytes, Any]:
 
 async def sendto(sock: Any, data: Any, address: Any, flags: int = 0) -> int:
     """``socket.sendto`` on the netpoller."""
+    flags = _check_flags(flags)
+    data = _contiguous(data)
     fd = _fileno(sock)
     _require_numeric(address)
     p, pd = _lookup(fd)
@@ -672,9 +700,31 @@ async def wait_writable(fd: Any) -> None:
     await _park_write(p, pd)
 
 
+def _deadline_ns(t: float | None) -> int | None:
+    """``time.monotonic()`` seconds -> nanotime, rounded up (never early).  +inf is no
+    deadline, -inf one long past; NaN is refused; times beyond 2**62 ns are clamped there
+    (the timer is armed in bounded steps anyway)."""
+    if t is None:
+        return None
+    if t != t:
+        raise ValueError("deadline is NaN")
+    if t == math.inf:
+        return None
+    try:
+        x = t * 1e9
+    except OverflowError:  # an int too large for a float
+        x = math.inf if t > 0 else -math.inf
+    if x >= _FAR_NS:
+        return _FAR_NS  # 146 years after boot: never, in practice (Go clamps the same way)
+    if x <= 0:
+        return 0  # before boot, or -inf: long past
+    return math.ceil(x)
+
+
 def _set(fd: Any, read_: bool, write_: bool, t: float | None) -> None:
+    ns = _deadline_ns(t)  # validate before registering anything
     p, pd = _lookup(_fileno(fd))
-    p.set_deadline(pd, read_, write_, None if t is None else math.ceil(t * 1e9))
+    p.set_deadline(pd, read_, write_, ns)
 
 
 def set_deadline(fd: Any, t: float | None) -> None:

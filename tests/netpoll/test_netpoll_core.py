@@ -584,3 +584,39 @@ def test_close_between_wake_and_resume_takes_no_reference(loop_kind: str) -> Non
         await netpoll.close(w)
 
     run_in(loop_kind, body)
+
+
+def test_infinite_nan_and_far_deadlines(loop_kind: str) -> None:
+    async def body() -> None:
+        r, w = os.pipe()
+        try:
+            netpoll.set_read_deadline(r, float("inf"))  # no deadline
+            os.write(w, b"a")
+            assert await netpoll.read(r, 1) == b"a"
+            with pytest.raises(ValueError):
+                netpoll.set_read_deadline(r, float("nan"))
+            netpoll.set_read_deadline(r, 1e300)  # armed in bounded steps, never fires here
+            os.write(w, b"b")
+            assert await netpoll.read(r, 1) == b"b"
+            netpoll.set_read_deadline(r, float("-inf"))  # long past: expired at once
+            with pytest.raises(netpoll.DeadlineExceededError):
+                await netpoll.read(r, 1)
+        finally:
+            await _close_all(r, w)
+
+    run_in(loop_kind, body)
+
+
+def test_socket_flags_and_strided_buffers_are_refused_cleanly(loop_kind: str) -> None:
+    async def body() -> None:
+        a, b = socket.socketpair(socket.AF_UNIX, socket.SOCK_DGRAM)
+        try:
+            with pytest.raises(ValueError):
+                await netpoll.send(a, b"x", 2**31)
+            with pytest.raises(TypeError):
+                await netpoll.sendto(a, memoryview(bytearray(8))[::2], "")
+        finally:
+            await netpoll.close(a)
+            await netpoll.close(b)
+
+    run_in(loop_kind, body)

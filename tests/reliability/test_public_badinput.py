@@ -209,9 +209,6 @@ def _run(coro_fn: Any) -> Any:
         loop.close()
 
 
-@pytest.mark.xfail(strict=True, raises=BufferError,
-                   reason="netpoll/_ops.py sendto(): a non-contiguous memoryview raises "
-                          "BufferError, not TypeError")
 def test_known_noncontiguous_buffer_is_a_type_error() -> None:
     a, b = socket.socketpair()
     try:
@@ -226,9 +223,6 @@ def test_known_noncontiguous_buffer_is_a_type_error() -> None:
         b.close()
 
 
-@pytest.mark.xfail(strict=True, raises=OverflowError,
-                   reason="netpoll/_ops.py sendto(): flags beyond a C int reach the socket "
-                          "module / cffi unchecked")
 def test_known_huge_send_flags_are_a_value_error() -> None:
     a, b = socket.socketpair()
     try:
@@ -242,9 +236,6 @@ def test_known_huge_send_flags_are_a_value_error() -> None:
         b.close()
 
 
-@pytest.mark.xfail(strict=True, raises=OverflowError,
-                   reason="netpoll set_deadline(): an infinite or 1e300 deadline is converted to "
-                          "int ns unchecked")
 def test_known_infinite_deadline_is_a_value_error_or_no_deadline() -> None:
     a, b = socket.socketpair()
     try:
