@@ -309,8 +309,9 @@ def _m_events() -> None:
         n = st[key] - _m_seen[key]
         if n > 0:
             _m_seen[key] = st[key]
-            trace.m_event(kind, -1, count=n, threads=st["m_threads"],
-                          queue_depth=st["queue_depth"])
+            if trace.ENABLED:
+                trace.m_event(kind, -1, count=n, threads=st["m_threads"],
+                              queue_depth=st["queue_depth"])
 
 
 _allp: dict[int, P] = {}  # P id -> P
