@@ -412,7 +412,7 @@ async def preadv(fd: int, buffers: Sequence[Any], offset: int) -> int:
     views = [memoryview(b).cast("B") for b in buffers]
     if any(v.readonly for v in views):
         raise TypeError("preadv needs writable buffers")
-    if offset > _MAX_WORD:
+    if offset < -1 or offset > _MAX_WORD:
         raise ValueError(f"offset out of range: {offset}")
     total = sum(len(v) for v in views)
     info = _fdinfo.get(fd)

@@ -156,7 +156,7 @@ def test_echo_server_holds_many_connections_every_byte_verified() -> None:
 
         async def body() -> dict[str, Any]:
             out: dict[str, Any] = {}
-            for rnd in (1, 2):
+            for rnd in (1, 2, 3):
                 socks = await _open_all(server.addr, n)
                 try:
                     verified = await _echo_round(socks, 64, rnd)
@@ -179,17 +179,21 @@ def test_echo_server_holds_many_connections_every_byte_verified() -> None:
     assert held["fds"] >= base["fds"] + n  # every connection was held at once
     per_conn_kib = (held["VmRSS"] - base["VmRSS"]) / n
     record("load: connections held at once", n)
-    record("load: bytes echoed and verified", 2 * (out["bytes1"] + out["bytes2"]))
+    record("load: bytes echoed and verified",
+           2 * (out["bytes1"] + out["bytes2"] + out["bytes3"]))
     record("load: server fds held (baseline)", held["fds"])
     record("load: server RSS KiB per connection", round(per_conn_kib))
     print(f"\nload: n={n} base={base} held={held} per_conn={per_conn_kib:.1f} KiB "
-          f"after={out['after1']},{out['after2']} rss_after={out['rss_after1']},"
-          f"{out['rss_after2']} KiB")
+          f"after={out['after1']},{out['after2']},{out['after3']} "
+          f"rss held={out['held1']['VmRSS']},{out['held2']['VmRSS']},{out['held3']['VmRSS']} "
+          f"rss_after={out['rss_after1']},{out['rss_after2']},{out['rss_after3']} KiB")
     # fds back to the starting level, exactly, after each round
-    assert out["after1"] == base["fds"] and out["after2"] == base["fds"]
-    # a second full round reuses the memory of the first: no per-connection leak
-    assert out["rss_after2"] <= out["held1"]["VmRSS"] + 2048
-    assert out["rss_after2"] - out["rss_after1"] <= max(4096, held["VmRSS"] // 20)
+    assert out["after1"] == out["after2"] == out["after3"] == base["fds"]
+    # later rounds reuse the memory of the first (the allocator keeps its arenas, so the
+    # level after round 1 is the new floor): no per-connection leak
+    slack = max(4096, held["VmRSS"] // 10)  # KiB: allocator noise, not per-connection state
+    assert out["held3"]["VmRSS"] <= out["held1"]["VmRSS"] + slack
+    assert out["rss_after3"] <= out["held1"]["VmRSS"] + slack
     assert "leaked" not in server.stderr, server.stderr[-2000:]
 
 
