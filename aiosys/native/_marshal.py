@@ -68,6 +68,8 @@ MAP_FIXED: Final = _C["MAP_FIXED"]
 CLOCK_MONOTONIC: Final = _C["CLOCK_MONOTONIC"]
 EPOLL_CLOEXEC: Final = _lowlevel.EPOLL_CLOEXEC
 EFD_CLOEXEC: Final = _lowlevel.EFD_CLOEXEC
+# The Linux ABI defines all three as O_CLOEXEC; oflags() relies on it.
+assert O_CLOEXEC == EFD_CLOEXEC == EPOLL_CLOEXEC
 
 INT_MAX: Final = (1 << 31) - 1
 INT_MIN: Final = -(1 << 31)
@@ -208,7 +210,8 @@ def mode(value: object) -> int:
 
 
 def oflags(value: object) -> int:
-    """open(2) flags; O_CLOEXEC is always added (PEP 446: new fds are non-inheritable)."""
+    """Flags of a call that creates fds (open, pipe2, dup3, eventfd2, epoll_create1): O_CLOEXEC
+    (= EFD_CLOEXEC = EPOLL_CLOEXEC on Linux) is always added (PEP 446: non-inheritable)."""
     return c_int(value) | O_CLOEXEC
 
 

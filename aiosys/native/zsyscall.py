@@ -856,13 +856,13 @@ def flock(fd: int, operation: int) -> None:
     return call_sys(prepare_flock(fd, operation))
 
 
-def prepare_dup3(oldfd: int, newfd: int, flags: int = _m.O_CLOEXEC) -> Prepared[int]:
+def prepare_dup3(oldfd: int, newfd: int, flags: int = 0) -> Prepared[int]:
     """Prepare dup3: validate and marshal, no syscall."""
     if _T_dup3 < 0:
         raise enosys("dup3")
     a_oldfd = _m.fd(oldfd)
     a_newfd = _m.fd(newfd)
-    a_flags = _m.c_int(flags)
+    a_flags = _m.oflags(flags)
     return Prepared(
         "dup3",
         "sys",
@@ -876,9 +876,9 @@ def prepare_dup3(oldfd: int, newfd: int, flags: int = _m.O_CLOEXEC) -> Prepared[
     )
 
 
-def dup3(oldfd: int, newfd: int, flags: int = _m.O_CLOEXEC) -> int:
-    """dup3: Duplicate onto newfd. May block: closing the old newfd can flush (Go issue 10202).
-    [sys]
+def dup3(oldfd: int, newfd: int, flags: int = 0) -> int:
+    """dup3: Duplicate onto newfd (O_CLOEXEC always added, PEP 446). May block: closing the old
+    newfd can flush (Go issue 10202). [sys]
     """
     return call_sys(prepare_dup3(oldfd, newfd, flags))
 
@@ -967,11 +967,11 @@ def fcntl_setfl(fd: int, flags: int) -> None:
     return call_raw(prepare_fcntl_setfl(fd, flags))
 
 
-def prepare_pipe2(flags: int = _m.O_CLOEXEC) -> Prepared[tuple[int, int]]:
+def prepare_pipe2(flags: int = 0) -> Prepared[tuple[int, int]]:
     """Prepare pipe2: validate and marshal, no syscall."""
     if _T_pipe2 < 0:
         raise enosys("pipe2")
-    a_flags = _m.c_int(flags)
+    a_flags = _m.oflags(flags)
     o = _m.out_sized(8)
     return Prepared(
         "pipe2",
@@ -986,17 +986,17 @@ def prepare_pipe2(flags: int = _m.O_CLOEXEC) -> Prepared[tuple[int, int]]:
     )
 
 
-def pipe2(flags: int = _m.O_CLOEXEC) -> tuple[int, int]:
-    """pipe2: A pipe as (read_fd, write_fd). [sysnb]"""
+def pipe2(flags: int = 0) -> tuple[int, int]:
+    """pipe2: A pipe as (read_fd, write_fd) (O_CLOEXEC always added). [sysnb]"""
     return call_raw(prepare_pipe2(flags))
 
 
-def prepare_eventfd2(initval: int = 0, flags: int = _m.EFD_CLOEXEC) -> Prepared[int]:
+def prepare_eventfd2(initval: int = 0, flags: int = 0) -> Prepared[int]:
     """Prepare eventfd2: validate and marshal, no syscall."""
     if _T_eventfd2 < 0:
         raise enosys("eventfd2")
     a_initval = _m.c_uint(initval)
-    a_flags = _m.c_int(flags)
+    a_flags = _m.oflags(flags)
     return Prepared(
         "eventfd2",
         "sysnb",
@@ -1010,8 +1010,8 @@ def prepare_eventfd2(initval: int = 0, flags: int = _m.EFD_CLOEXEC) -> Prepared[
     )
 
 
-def eventfd2(initval: int = 0, flags: int = _m.EFD_CLOEXEC) -> int:
-    """eventfd2: An eventfd counter. [sysnb]"""
+def eventfd2(initval: int = 0, flags: int = 0) -> int:
+    """eventfd2: An eventfd counter (EFD_CLOEXEC, which is O_CLOEXEC, always added). [sysnb]"""
     return call_raw(prepare_eventfd2(initval, flags))
 
 
@@ -1344,11 +1344,11 @@ def getpeername(fd: int) -> _m.Address:
     return call_raw(prepare_getpeername(fd))
 
 
-def prepare_epoll_create1(flags: int = _m.EPOLL_CLOEXEC) -> Prepared[int]:
+def prepare_epoll_create1(flags: int = 0) -> Prepared[int]:
     """Prepare epoll_create1: validate and marshal, no syscall."""
     if _T_epoll_create1 < 0:
         raise enosys("epoll_create1")
-    a_flags = _m.c_int(flags)
+    a_flags = _m.oflags(flags)
     return Prepared(
         "epoll_create1",
         "sysnb",
@@ -1362,8 +1362,10 @@ def prepare_epoll_create1(flags: int = _m.EPOLL_CLOEXEC) -> Prepared[int]:
     )
 
 
-def epoll_create1(flags: int = _m.EPOLL_CLOEXEC) -> int:
-    """epoll_create1: An epoll instance. [sysnb]"""
+def epoll_create1(flags: int = 0) -> int:
+    """epoll_create1: An epoll instance (EPOLL_CLOEXEC, which is O_CLOEXEC, always added).
+    [sysnb]
+    """
     return call_raw(prepare_epoll_create1(flags))
 
 
