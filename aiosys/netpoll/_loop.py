@@ -281,11 +281,15 @@ class AiosysEventLoop(asyncio.SelectorEventLoop):
         # thread id instead of asyncio._get_running_loop(), which on CPython 3.11 calls
         # getpid() (a real syscall since glibc 2.25) on every call.
         tid = _get_ident()
+        prev = _running.get(tid)  # set only if this call is refused as nested
         _running[tid] = self._netpoller
         try:
             super().run_forever()
         finally:
-            _running.pop(tid, None)
+            if prev is None:
+                _running.pop(tid, None)
+            else:
+                _running[tid] = prev
 
 
 def new_event_loop() -> asyncio.AbstractEventLoop:

@@ -362,3 +362,17 @@ def test_attached_poller_is_torn_down_when_a_stdlib_loop_closes() -> None:
 
     asyncio.run(body())  # plain asyncio.run: no detach by the caller
     assert ran == ["closed"] and pollers[0].closed
+
+
+def test_refused_nested_run_keeps_the_running_netpoller() -> None:
+    async def body() -> None:
+        loop = asyncio.get_running_loop()
+        p = netpoll.current_poller()
+        with pytest.raises(RuntimeError):
+            loop.run_forever()  # nested: refused by asyncio inside our override
+        assert netpoll.current_poller() is p
+        from aiosys.netpoll import _loop
+
+        assert _loop._running.get(threading.get_ident()) is p
+
+    run_in("aiosys", body)
