@@ -115,6 +115,7 @@ _AT_SYMLINK_NOFOLLOW: Final = 0x100
 _AT_REMOVEDIR: Final = 0x200
 _AT_EMPTY_PATH: Final = 0x1000
 _STATX_BASIC_STATS: Final = 0x7FF
+_STATX_SIZE_MASK: Final = _STATX_BASIC_STATS
 _F_GETFL: Final = 3
 _O_DIRECT: Final = os.O_DIRECT
 _RWF_NOWAIT: Final = os.RWF_NOWAIT
@@ -339,14 +340,38 @@ class _NeverRaised(OSError):
     pass
 
 
+class _BufferPool:
+    """Reusable pinned C buffers of one size (statx results), so a handoff does not pay an
+    allocation.  A buffer is taken for one call and given back only after the M is done
+    with it; one an orphan still holds is simply dropped."""
+
+    def __init__(self, size: int, keep: int = 32) -> None:
+        self.size = size
+        self.keep = keep
+        self.free: list[ll.Pinned] = []
+
+    def get(self) -> ll.Pinned:
+        free = self.free
+        return free.pop() if free else ll.alloc(self.size)
+
+    def put(self, p: ll.Pinned) -> None:
+        if len(self.free) < self.keep:
+            self.free.append(p)
+
+
 _ALIGN: Final = 4096  # O_DIRECT wants the buffer aligned to the logical block size
 
 
 async def _handoff_read(fd: int, n: int, offset: int = -1) -> bytes:
-    direct = bool(_fdinfo.get(fd, 0) & _DIRECT)
-    buf = bytearray(n + _ALIGN if direct else n)
-    pin = ll.pin_buffer(buf, writable=True)
-    start = (-pin.addr) % _ALIGN if direct else 0
+    if _fdinfo.get(fd, 0) & _DIRECT:
+        buf: bytearray | None = bytearray(n + _ALIGN)
+        pin = ll.pin_buffer(buf, writable=True)
+        start = (-pin.addr) % _ALIGN
+        pool = None
+    else:  # pinned C memory from a size-class pool: no allocation per call
+        buf, start = None, 0
+        pool = _read_pool(n)
+        pin = pool.get() if pool is not None else ll.alloc(n)
     addr = pin.addr + start
     keep = proc.ReadKeep(buf, pin, start)
     if offset < 0:
@@ -354,15 +379,27 @@ async def _handoff_read(fd: int, n: int, offset: int = -1) -> bytes:
     else:
         r = await _handoff("pread64", _T_PREAD, (fd, addr, n, offset, 0, 0), fd, keep,
                            "pread")
-    if r == -errno.EAGAIN and offset < 0 and _stale_file_facts(fd):
-        pin.release()
-        return await _poll_read(fd, n)
-    _check(r)
-    if r > n:  # Go issue 61060: never trust a count larger than what was asked
-        raise OSError(errno.EIO, f"read reported {r} bytes of {n}")
+    # The M is done with the memory (an orphan's buffer is never given back).
+    if r < 0 or r > n:
+        if pool is not None:
+            pool.put(pin)
+        _check(r)
+        raise OSError(errno.EIO, f"read reported {r} bytes of {n}")  # Go issue 61060
     data = keep.data(r)
-    pin.release()
+    if pool is not None:
+        pool.put(pin)
     return data
+
+
+_READ_CLASSES: Final = (4096, 16384, 65536, 262144, 1048576)
+_read_pools: Final = {size: _BufferPool(size, keep=8) for size in _READ_CLASSES}
+
+
+def _read_pool(n: int) -> _BufferPool | None:
+    for size in _READ_CLASSES:
+        if n <= size:
+            return _read_pools[size]
+    return None
 
 
 async def readinto(fd: int, buf: Any) -> int:
@@ -470,6 +507,8 @@ async def write(fd: int, data: Any) -> int:
             if exc.errno not in _NOWAIT_UNSUPPORTED:
                 raise
             _disable_nowait(fd, _WNOWAIT_OFF)
+        except BufferError as exc:  # a strided memoryview: a bad argument, not a buffer state
+            raise TypeError(f"a contiguous bytes-like object is required ({exc})") from None
         else:
             counters.inline_hits += 1
             return r
@@ -541,6 +580,8 @@ async def pwrite(fd: int, data: Any, offset: int) -> int:
             if exc.errno not in _NOWAIT_UNSUPPORTED:
                 raise
             _disable_nowait(fd, _WNOWAIT_OFF)
+        except BufferError as exc:  # a strided memoryview: a bad argument, not a buffer state
+            raise TypeError(f"a contiguous bytes-like object is required ({exc})") from None
         else:
             counters.inline_hits += 1
             return r
@@ -616,45 +657,48 @@ async def close(fd: int) -> None:
 # ---------------------------------------------------------------------------------------------
 
 _STATX_SIZE: Final = 256
-_statx_head: Final = struct.Struct("=IIQIIIHHQQQQ")
-_ts: Final = struct.Struct("=qI")
+# struct statx up to stx_dev_minor (0x90 bytes): mask, blksize, attributes, nlink, uid, gid,
+# mode, pad, ino, size, blocks, attributes_mask, then atime/btime/ctime/mtime as
+# (tv_sec, tv_nsec, pad), then rdev major/minor and dev major/minor.
+_statx_struct: Final = struct.Struct("=IIQIIIHHQQQQqIiqIiqIiqIiIIII")
+_makedev: Final = os.makedev
+_stat_result: Final = os.stat_result
 
 
 def _statx_result(raw: bytes) -> os.stat_result:
-    (_mask, blksize, _attrs, nlink, uid, gid, mode, _pad, ino, size, blocks, _amask) = (
-        _statx_head.unpack_from(raw, 0)
-    )
-    a_s, a_ns = _ts.unpack_from(raw, 0x40)
-    c_s, c_ns = _ts.unpack_from(raw, 0x60)
-    m_s, m_ns = _ts.unpack_from(raw, 0x70)
-    rmaj, rmin, dmaj, dmin = struct.unpack_from("=IIII", raw, 0x80)
-    dev = os.makedev(dmaj, dmin)
-    extra = {
-        "st_atime": a_s + a_ns * 1e-9,
-        "st_mtime": m_s + m_ns * 1e-9,
-        "st_ctime": c_s + c_ns * 1e-9,
-        "st_atime_ns": a_s * 1_000_000_000 + a_ns,
-        "st_mtime_ns": m_s * 1_000_000_000 + m_ns,
-        "st_ctime_ns": c_s * 1_000_000_000 + c_ns,
-        "st_blksize": blksize,
-        "st_blocks": blocks,
-        "st_rdev": os.makedev(rmaj, rmin),
-    }
-    return os.stat_result((mode, ino, dev, nlink, uid, gid, size, a_s, m_s, c_s), extra)
+    """An ``os.stat_result`` equal to ``os.stat``'s, from a statx buffer (one unpack and one
+    19-field sequence: ~3x cheaper than building it from a dict)."""
+    (_mask, blksize, _attrs, nlink, uid, gid, mode, _pad, ino, size, blocks, _amask,
+     a_s, a_ns, _p1, _b_s, _b_ns, _p2, c_s, c_ns, _p3, m_s, m_ns, _p4,
+     rmaj, rmin, dmaj, dmin) = _statx_struct.unpack_from(raw, 0)
+    return _stat_result((
+        mode, ino, _makedev(dmaj, dmin), nlink, uid, gid, size, a_s, m_s, c_s,
+        a_s + a_ns * 1e-9, m_s + m_ns * 1e-9, c_s + c_ns * 1e-9,
+        a_s * 1_000_000_000 + a_ns, m_s * 1_000_000_000 + m_ns, c_s * 1_000_000_000 + c_ns,
+        blksize, blocks, _makedev(rmaj, rmin),
+    ))
+
+
+_statx_bufs: Final = _BufferPool(_STATX_SIZE)
+_EMPTY_PATH: Final = ll.pin_path(b"")  # read-only for the kernel: one copy serves every call
 
 
 async def _statx(dirfd: int, path: Any, flags: int, fd: int) -> os.stat_result:
-    pin = ll.pin_path(path)
-    out = ll.alloc(_STATX_SIZE)
+    pin = _EMPTY_PATH if path == b"" else ll.pin_path(path)
+    out = _statx_bufs.get()
     r = await _handoff(
         "statx",
         _T_STATX,
-        (dirfd, pin.addr, flags, _STATX_BASIC_STATS, out.addr, 0),
+        (dirfd, pin.addr, flags, _STATX_SIZE_MASK, out.addr, 0),
         fd,
         (pin, out),
     )
-    _check(r, None if fd >= 0 else path)
-    return _statx_result(ll.read_memory(out))
+    if r < 0:
+        _statx_bufs.put(out)
+        _check(r, None if fd >= 0 else path)
+    raw = ll.read_memory(out, _statx_struct.size)
+    _statx_bufs.put(out)
+    return _statx_result(raw)
 
 
 async def fstat(fd: int) -> os.stat_result:

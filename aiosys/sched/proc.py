@@ -655,12 +655,14 @@ class ReadKeep:
 
     __slots__ = ("buf", "pin", "start")
 
-    def __init__(self, buf: bytearray, pin: object, start: int = 0) -> None:
-        self.buf = buf
+    def __init__(self, buf: bytearray | None, pin: ll.Pinned, start: int = 0) -> None:
+        self.buf = buf  # None: the kernel writes into pinned C memory (``pin``) itself
         self.pin = pin
         self.start = start  # where the kernel writes (an aligned offset for O_DIRECT)
 
     def data(self, n: int) -> bytes:
+        if self.buf is None:
+            return ll.read_memory(self.pin, n)
         return bytes(memoryview(self.buf)[self.start : self.start + n])
 
 
