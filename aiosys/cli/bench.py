@@ -270,11 +270,19 @@ def markdown(cells: list[Cell], cfg: Config, command: str, when: float | None = 
         "",
     ]
     hs, hc = HEADLINE
+    sizes = sorted({c.size for c in cells if c.reps and c.conns == hc})
+    per_size = {size: {(a, b): r for a, b, r, _ in ratios(cells, size, hc)} for size in sizes}
     rs = ratios(cells, hs, hc)
     if rs:
-        lines += [f"**aiosys / peer, server CPU per request, {hs} B / {hc} connections:**", ""]
-        lines += ["| aiosys | peer | ratio | |", "|---|---|---:|---|"]
-        lines += [f"| {a} | {b} | {r:.2f} | {note} |" for a, b, r, note in rs]
+        lines += [f"**aiosys / peer, server CPU per request, {hc} connections:**", ""]
+        head = " | ".join(f"{size} B" for size in sizes)
+        lines += [f"| aiosys | peer | {head} | |", "|---|---|" + "---:|" * len(sizes) + "---|"]
+        for a, b, _, note in rs:
+            vals = " | ".join(
+                f"{per_size[size][(a, b)]:.2f}" if (a, b) in per_size[size] else "-"
+                for size in sizes
+            )
+            lines.append(f"| {a} | {b} | {vals} | {note} |")
         lines.append("")
     lines += [
         "| server | size | conns | CPU µs/req | noise | req/s | p50 µs | p99 µs | max µs |",
