@@ -246,14 +246,18 @@ class P:
         return False
 
     def after_park(self) -> None:
+        """After every epoll_wait of the aiosys loop (Go's netpoll(0) in the scheduler
+        loop): kick deferred work, drain completions.  Kept cheap: it runs on every pass
+        of the loop, handoffs or not."""
+        if self.status is _Pidle:  # we parked: publish that we are back
+            _mpool.unpark(self.id)
+            self.status = _Prunning
         if self.kick_pending:
             self.kick()
-        _mpool.unpark(self.id)
-        if self.status is _Pidle:
-            self.status = _Prunning
-        self.last_tick = _nanotime()
         if self.inflight:
-            self.drain()
+            self.drain()  # stamps last_tick
+        else:
+            self.last_tick = _nanotime()
 
     def drain(self) -> None:
         """Take every completion of this P and run exitsyscall for each (Go: the netpoll(0)
