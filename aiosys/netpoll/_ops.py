@@ -58,6 +58,15 @@ def _check_flags(flags: Any) -> int:
     return int(flags)
 
 
+def _check_size(n: Any, what: str) -> int:
+    """A byte count: an int in [0, 2**63) (the socket module would raise OverflowError)."""
+    if not isinstance(n, int):
+        raise TypeError(f"{what} must be an int, not {type(n).__name__}")
+    if not 0 <= n <= _MAX_WORD:
+        raise ValueError(f"{what} out of range: {n}")
+    return int(n)
+
+
 def _contiguous(data: Any) -> Any:
     """The socket module raises BufferError for a strided view; say TypeError, like
     pin_buffer does for the other calls."""
@@ -447,6 +456,7 @@ async def recv(sock: Any, n: int, flags: int = 0) -> bytes:
 async def recv_into(sock: Any, buf: Any, nbytes: int = 0, flags: int = 0) -> int:
     """``socket.recv_into`` on the netpoller."""
     flags = _check_flags(flags)
+    nbytes = _check_size(nbytes, "recv_into nbytes")
     if nbytes or flags:
         mv = memoryview(buf).cast("B")
         if nbytes:
@@ -513,6 +523,7 @@ def _sock_of(pd: PollDesc) -> socket.socket:
 async def recvfrom(sock: Any, n: int, flags: int = 0) -> tuple[bytes, Any]:
     """``socket.recvfrom`` on the netpoller."""
     flags = _check_flags(flags)
+    n = _check_size(n, "recvfrom size")
     fd = _fileno(sock)
     p, pd = _lookup(fd)
     if pd.rd < 0:
@@ -556,6 +567,13 @@ async def sendto(sock: Any, data: Any, address: Any, flags: int = 0) -> int:
 
 def _require_numeric(address: Any) -> None:
     """A host name would make the kernel call path do a blocking DNS lookup on the loop."""
+    if (
+        isinstance(address, tuple)
+        and len(address) >= 2
+        and isinstance(address[1], int)
+        and not 0 <= address[1] <= 0xFFFF
+    ):
+        raise ValueError(f"port must be 0-65535, not {address[1]}")  # socket: OverflowError
     if isinstance(address, tuple) and address and isinstance(address[0], str):
         host = address[0]
         for fam in (socket.AF_INET, socket.AF_INET6):

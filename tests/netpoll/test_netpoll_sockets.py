@@ -156,3 +156,20 @@ def test_eventfd_and_non_stream_reads(loop_kind: str) -> None:
             await netpoll.close(efd)
 
     run_in(loop_kind, body)
+
+
+def test_sizes_and_ports_out_of_range_are_value_errors(loop_kind: str) -> None:
+    async def body() -> None:
+        u = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+        u.bind(("127.0.0.1", 0))
+        try:
+            with pytest.raises(ValueError):
+                await netpoll.recvfrom(u, 2**63)
+            with pytest.raises(ValueError):
+                await netpoll.sendto(u, b"x", ("127.0.0.1", 70000))
+            with pytest.raises(ValueError):
+                await netpoll.connect(u, ("127.0.0.1", -1))
+        finally:
+            await netpoll.close(u)
+
+    run_in(loop_kind, body)
