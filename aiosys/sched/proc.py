@@ -513,7 +513,9 @@ def exitsyscall(g: G, r: int) -> None:
 
 def exitsyscallfast(g: G) -> None:
     """Fast path: the G's task still waits on its own P: make it runnable."""
-    casgstatus(g, _Gsyscall, _Grunnable)
+    if g.state is not _Gsyscall:
+        casgstatus(g, _Gsyscall, _Grunnable)  # raises: the state machine was broken
+    g.state = _Grunnable
     if g.fd >= 0:
         fd_release(g.fd)  # the M is done; the G stays "busy" on its fd until its task resumes
     counters.exits_fast += 1
@@ -622,11 +624,17 @@ async def wait(p: P, g: G) -> int:
     except asyncio.CancelledError:
         cancelsyscall(p, g)
         raise
-    casgstatus(g, _Grunnable, _Grunning)
+    resumed(g)
+    return r
+
+
+def resumed(g: G) -> None:
+    """The task took its result: ``_Grunnable -> _Grunning``, and the call is over."""
+    if g.state is not _Grunnable:
+        casgstatus(g, _Grunnable, _Grunning)  # raises: the state machine was broken
     g.state = _Gdead
     if g.task is not None:
         _unbusy(g)
-    return r
 
 
 def cancelsyscall(p: P, g: G) -> None:
