@@ -167,24 +167,71 @@ def inject(target: str, **spec: Any) -> Iterator[Fault]:
         yield faults[0]
 
 
+class _Site:
+    """One patched function: every place that held it now holds ``dispatcher``, which runs
+    the call through the faults active on it.  Faults may come and go in any order (several
+    tasks each inside their own ``with inject(...)``): the original is put back when the last
+    one leaves, never a stale wrapper."""
+
+    def __init__(self, original: Any, places: list[tuple[ModuleType, str]]) -> None:
+        self.original = original
+        self.places = places
+        self.faults: list[Fault] = []
+        site = self
+
+        def dispatcher(*args: Any, **kwargs: Any) -> Any:
+            call = site.original
+            for f in list(site.faults):
+                call = f.wrap(call)
+            return call(*args, **kwargs)
+
+        dispatcher.__wrapped__ = original  # type: ignore[attr-defined]
+        dispatcher.__name__ = getattr(original, "__name__", "faulty")
+        self.dispatcher = dispatcher
+
+
+_sites_lock = threading.Lock()
+_sites: dict[int, _Site] = {}  # id(dispatcher) -> its site
+
+
+def _install(target: str, fault: Fault) -> _Site:
+    with _sites_lock:
+        mod, attr, current = _resolve(target)
+        site = _sites.get(id(current))
+        if site is None:
+            site = _Site(current, targets_of(current, mod, attr))
+            for m, key in site.places:
+                setattr(m, key, site.dispatcher)
+            _sites[id(site.dispatcher)] = site
+        site.faults.append(fault)
+        return site
+
+
+def _uninstall(site: _Site, fault: Fault) -> None:
+    with _sites_lock:
+        site.faults.remove(fault)
+        if site.faults:
+            return
+        for m, key in site.places:
+            if getattr(m, key) is site.dispatcher:
+                setattr(m, key, site.original)
+        _sites.pop(id(site.dispatcher), None)
+
+
 @contextlib.contextmanager
 def inject_many(specs: Sequence[tuple[str, dict[str, Any]]]) -> Iterator[list[Fault]]:
-    """Install several faults at once (restored in reverse order)."""
-    patched: list[tuple[ModuleType, str, Any]] = []
+    """Install several faults at once (removed on exit, even if the block raises)."""
+    installed: list[tuple[_Site, Fault]] = []
     faults: list[Fault] = []
     try:
         for target, spec in specs:
-            mod, attr, original = _resolve(target)
             fault = Fault(target, **spec)
-            faulty = fault.wrap(original)
-            for m, key in targets_of(original, mod, attr):
-                patched.append((m, key, getattr(m, key)))
-                setattr(m, key, faulty)
+            installed.append((_install(target, fault), fault))
             faults.append(fault)
         yield faults
     finally:
-        for m, key, value in reversed(patched):
-            setattr(m, key, value)
+        for site, fault in reversed(installed):
+            _uninstall(site, fault)
 
 
 def shrink(index: int, limit: int) -> Callable[[Args], Args]:

@@ -125,3 +125,35 @@ def test_production_code_never_imports_the_fault_module() -> None:
         if path.name != "_faults.py":
             assert not imports.search(path.read_text()), path
     assert imports.search("from aiosys import _faults") and imports.search("import aiosys._faults")
+
+
+def test_overlapping_faults_in_any_order_restore_the_original() -> None:
+    """Two tasks' ``with inject(...)`` blocks on one function overlap and end out of order
+    (A enters, B enters, A leaves, B leaves): both fire while active, and the original is back
+    afterwards, not a stale wrapper (found by the soak: wrappers piled up until recursion)."""
+    orig = L.eventfd_write
+    efd = L.eventfd(0)
+    try:
+        a = _faults.inject("aiosys.native._lowlevel:eventfd_write", errno=errno.EIO)
+        b = _faults.inject("aiosys.native._lowlevel:eventfd_write", errno=errno.EAGAIN,
+                           when=lambda fd, v: v == 2)
+        fa = a.__enter__()
+        fb = b.__enter__()
+        with pytest.raises(OSError) as ei:
+            L.eventfd_write(efd, 1)  # b does not match: a fires
+        assert ei.value.errno == errno.EIO
+        with pytest.raises(BlockingIOError):
+            L.eventfd_write(efd, 2)  # b matches (the later fault runs first)
+        a.__exit__(None, None, None)
+        with pytest.raises(BlockingIOError):
+            L.eventfd_write(efd, 2)
+        L.eventfd_write(efd, 1)  # b does not match: passes through
+        b.__exit__(None, None, None)
+        assert L.eventfd_write is orig and native.eventfd_write is orig
+        assert fa.injected >= 1 and fb.injected >= 1
+        for _ in range(200):  # no pile-up
+            with _faults.inject("aiosys.native._lowlevel:eventfd_write", errno=errno.EIO):
+                pass
+        assert L.eventfd_write is orig
+    finally:
+        os.close(efd)

@@ -97,8 +97,7 @@ def _open_fds() -> set[int]:
 def buffers() -> st.SearchStrategy[object]:
     makers = [lambda: bytearray(16), lambda: b"bytes", lambda: bytearray(), lambda: b"",
               lambda: memoryview(bytearray(32))[3:9], lambda: memoryview(b"ro"),
-              lambda: "str", lambda: 5, lambda: None]
-    # Known, not fixed here (see the xfail tests below): non-contiguous memoryviews.
+              lambda: memoryview(bytearray(8))[::2], lambda: "str", lambda: 5, lambda: None]
     return st.sampled_from(makers).map(lambda m: m())
 
 
@@ -114,11 +113,12 @@ def value_for(name: str, w: World) -> st.SearchStrategy[Any]:
     if name == "address":
         return st.sampled_from([("127.0.0.1", 1), ("127.0.0.1", 70000), ("::1", 1, 0, 0),
                                 ("127.0.0.1",), "\0aiosys-fuzz", None, 5, ("x", "y")])
-    if name == "t":  # huge or infinite deadlines: known, see the xfail tests below
-        return st.one_of(st.none(), st.floats(-1e9, 1e9), st.integers(-(10**9), 10**9),
+    if name == "t":
+        return st.one_of(st.none(), st.floats(allow_nan=True, allow_infinity=True),
+                         st.integers(-(10**9), 10**9), st.sampled_from(HUGE),
                          st.sampled_from(["1", b"1", object()]))
-    if name == "flags":  # flags beyond a C int on send/sendto: known, see the xfail below
-        return st.one_of(st.integers(-3, 5000), st.sampled_from(WRONG))
+    if name == "flags":
+        return st.one_of(ints, st.sampled_from([2**31, 2**32, -(2**31) - 1]))
     if name in ("mode", "operation"):
         return st.one_of(ints, st.sampled_from([2**31, 2**32]))
     if name == "dir_fd":
@@ -196,9 +196,7 @@ def test_buffer_resized_while_an_m_reads_into_it_is_refused() -> None:
     run_in("aiosys", body)
 
 
-# ------------------------------------------------------------------ diagnosed, not fixed here
-# Precise bugs in other layers' files that the fuzz found and this suite could not fix in
-# time; each is strict: when it is fixed, the xfail turns red and must be removed.
+# ----------------------------------------------- regressions: found by the fuzz, fixed in netpoll
 
 
 def _run(coro_fn: Any) -> Any:

@@ -26,6 +26,7 @@ from _relcounters import record
 from loopkinds import run_in
 
 import aiosys.netpoll as netpoll
+from aiosys import _faults
 
 GUARD = 10.0  # seconds: a hang guard only, never part of an assertion
 
@@ -134,13 +135,17 @@ def test_file_number_reused_by_a_socket_is_not_read_as_a_file(loop_kind: str) ->
             tmp.flush()
             num = tmp.fileno()
             os.lseek(num, 0, os.SEEK_SET)
-            assert await aio.read(num, 4) == b"file"  # cached: a regular file
+            # RWF_NOWAIT misses, so the read is handed off and "a regular file" is cached
+            with _faults.inject("os:preadv", errno=errno.EAGAIN, when=lambda f, *_: f == num):
+                assert await aio.read(num, 4) == b"file"
         a, b = _pair()  # the lowest free number: the file's
         try:
             assert b == num or a == num
             r, w = (b, a) if b == num else (a, b)
             t = asyncio.ensure_future(aio.read(r, 10))
-            await asyncio.sleep(0)
+            # nothing to read yet: the read must end up parked on the netpoller, not done
+            await _until(lambda: t.done() or netpoll.is_registered(r), "read parked")
+            assert not t.done(), t
             os.write(w, b"sock")
             assert await asyncio.wait_for(t, GUARD) == b"sock"
             asyncio.get_running_loop().call_soon(os.write, w, b"more")
