@@ -229,3 +229,54 @@ def test_no_byte_lost_or_duplicated(loop_kind: str, channel: str) -> None:
 
 
 assert set(LOOP_KINDS) == {"aiosys", "asyncio", "uvloop"}
+
+
+def test_cancelled_file_writes_happen_whole_or_not_and_are_reported(loop_kind: str) -> None:
+    """A handed-off write cannot be un-made: cancelled at a random point it either never ran
+    (withdrawn from the queue) or ran and is reported (``orphan_writes_reported``).  The file
+    then holds exactly the completed writes plus the reported ones, each chunk whole, none
+    twice."""
+    import random
+
+    from loopkinds import run_in
+
+    from aiosys.sched.stats import counters
+
+    size, rounds = 4096, budget(60, "AIOSYS_REL_WRITES")
+    rng = random.Random(int.from_bytes(os.urandom(4), "little"))
+
+    async def body() -> None:
+        fd, path = tempfile.mkstemp(prefix="aiosys-wcancel-")
+        os.unlink(path)
+        reported0 = counters.orphan_writes_reported
+        completed = cancelled = 0
+        try:
+            for i in range(rounds):
+                chunk = i.to_bytes(4, "little") * (size // 4)
+                t = asyncio.ensure_future(aio.write(fd, chunk))
+                for _ in range(rng.randint(0, 3)):
+                    await asyncio.sleep(0)
+                if rng.random() < 0.5:
+                    t.cancel()
+                try:
+                    n = await asyncio.wait_for(t, GUARD)
+                    assert n == size
+                    completed += 1
+                except asyncio.CancelledError:
+                    cancelled += 1
+            st = await asyncio.wait_for(aio.fstat(fd), GUARD)  # waits for orphans of fd
+            reported = counters.orphan_writes_reported - reported0
+            assert st.st_size == size * (completed + reported), (completed, reported)
+            data = os.pread(fd, st.st_size, 0)
+            seen = set()
+            for off in range(0, len(data), size):
+                idx = int.from_bytes(data[off:off + 4], "little")
+                assert data[off:off + size] == idx.to_bytes(4, "little") * (size // 4)
+                assert idx not in seen, f"chunk {idx} written twice"
+                seen.add(idx)
+            record("handed-off writes cancelled (reported or withdrawn)", cancelled)
+            record("... of which ran anyway and were reported", reported)
+        finally:
+            await aio.close(fd)
+
+    run_in(loop_kind, body)
