@@ -456,3 +456,32 @@ def test_wakeup_storm_loses_nothing_and_coalesces(loop_kind: str) -> None:
         record("cross-thread wakeups in storms", asked)
 
     run_in(loop_kind, body)
+
+
+def test_close_during_a_handed_off_read_vs_a_new_open(loop_kind: str) -> None:
+    """The exact case of Go's fdMutex: a read of a blocking pipe is on an M when the task
+    closes the fd and opens files.  None of them gets the fd's number while the read is in
+    flight; the read returns the bytes written afterwards; then the fd is really closed."""
+
+    async def body() -> None:
+        r, w = os.pipe()  # blocking: the typed read blocks its M
+        buf = bytearray(16)
+        opened: list[int] = []
+        try:
+            t = asyncio.ensure_future(aio.syscall("read", r, buf))
+            await _until(lambda: netpoll.fd_refs(r) > 0 and _busy_ms() >= 1, "read on an M")
+            await aio.close(r)  # deferred until the M returns
+            opened = [await aio.open(__file__, os.O_RDONLY) for _ in range(4)]
+            assert r not in opened and not _closed(r)
+            os.write(w, b"hello")
+            assert await asyncio.wait_for(t, GUARD) == 5
+            assert bytes(buf[:5]) == b"hello"
+            await _until(lambda: netpoll.fd_refs(r) == 0, "the reference is dropped")
+            assert _closed(r)
+            record("close-vs-open interleavings")
+        finally:
+            os.close(w)
+            for fd in opened:
+                await aio.close(fd)
+
+    run_in(loop_kind, body)
