@@ -13,6 +13,12 @@ Each public name is re-exported here exactly once (a test checks it).
 from __future__ import annotations
 
 from . import trace as trace
+from ._file import (
+    AsyncFile as AsyncFile,
+)
+from ._file import (
+    open_file as open_file,
+)
 from ._io import (
     DirEntry as DirEntry,
 )
@@ -109,6 +115,9 @@ from ._io import (
 from ._io import (
     write as write,
 )
+from ._io import (
+    write_all as write_all,
+)
 from .netpoll import (
     BlockingModeError as BlockingModeError,
 )
@@ -171,9 +180,6 @@ from .netpoll import (
 )
 from .netpoll import (
     wait_writable as wait_writable,
-)
-from .netpoll import (
-    write_all as write_all,
 )
 from .trace import stats as stats
 

@@ -80,6 +80,7 @@ __all__ = [
     "syscall",
     "unlink",
     "write",
+    "write_all",
 ]
 
 PoolExhaustedError = _mpool.PoolExhaustedError
@@ -189,8 +190,17 @@ def _stale_file_facts(fd: int) -> bool:
 
 
 def _is_registered(fd: int) -> bool:
-    f = getattr(netpoll, "is_registered", None)
-    return bool(f(fd)) if f is not None else False
+    return _np_registered(fd)
+
+
+# The netpoller's awaitables, bound once.  A registered fd is pollable by definition, so the
+# public call goes straight to them: no wrapper coroutine, lookup or NotPollable handler per
+# call.  (The echo matrix measured that indirection at ~1.3x server CPU per request.)
+_np_registered: Final = netpoll.is_registered
+_np_read: Final = netpoll.read
+_np_readinto: Final = netpoll.readinto
+_np_write: Final = netpoll.write
+_np_write_all: Final = netpoll.write_all
 
 
 # ---------------------------------------------------------------------------------------------
@@ -277,8 +287,8 @@ async def read(fd: int, n: int) -> bytes:
         await _settle(fd)
         if fd in _pushback:
             return proc.take_pushback(fd, n) or b""
-    if _is_registered(fd):
-        return await _poll_read(fd, n)
+    if _np_registered(fd):
+        return await _np_read(fd, n)
     info = _fdinfo.get(fd)
     if info is None:
         info = _probe(fd)
@@ -416,12 +426,33 @@ def _read_pool(n: int) -> _BufferPool | None:
 async def readinto(fd: int, buf: Any) -> int:
     """Read into a writable bytes-like object; returns the count.  A cancelled handed-off
     read never writes into ``buf`` afterwards (the M reads into a private buffer)."""
+    if not (_pushback or _fd_orphans or _fd_busy) and _np_registered(fd):
+        return await _np_readinto(fd, buf)
     view = memoryview(buf).cast("B")
     if view.readonly:
         raise TypeError("readinto() needs a writable buffer")
     data = await read(fd, len(view))
     view[: len(data)] = data
     return len(data)
+
+
+async def write_all(fd: int, data: Any) -> None:
+    """Write all of ``data`` to any fd (pollable or not), as many calls as it takes.
+
+    If it raises (deadline, close, cancellation), an unknown prefix may have been written, as
+    with Go's ``Write``; a cancelled handed-off part is reported like :func:`write`'s.
+    """
+    if not (_fd_orphans or _fd_busy) and _np_registered(fd):
+        return await _np_write_all(fd, data)
+    view = memoryview(data)
+    if not view.contiguous:
+        raise TypeError("a contiguous bytes-like object is required")
+    view = view.cast("B")
+    while view:
+        n = await write(fd, view)
+        if n <= 0:  # a zero-byte write of a non-empty buffer would loop forever
+            raise OSError(errno.EIO, f"write made no progress on fd {fd}")
+        view = view[n:]
 
 
 async def pread(fd: int, n: int, offset: int) -> bytes:
@@ -504,8 +535,8 @@ async def write(fd: int, data: Any) -> int:
     """
     if (_fd_orphans or _fd_busy) and proc.orphan_of(fd) is not None:
         await _settle(fd)
-    if _is_registered(fd):
-        return await _poll_write(fd, data)
+    if _np_registered(fd):
+        return await _np_write(fd, data)
     info = _fdinfo.get(fd)
     if info is None:
         info = _probe(fd)

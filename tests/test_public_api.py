@@ -50,3 +50,54 @@ def test_readme_example_runs() -> None:
         exec(compile(block.group(1), "README.md", "exec"), {"__name__": "readme"})
     finally:
         os.chdir(cwd)
+
+
+def test_write_all_reaches_files_and_pipes_alike(tmp_path: Path) -> None:
+    import os
+
+    payload = bytes(range(256)) * 300  # larger than a pipe buffer: needs several writes
+
+    async def main() -> tuple[bytes, bytes]:
+        path = tmp_path / "f"
+        fd = await aiosys.open(path, os.O_WRONLY | os.O_CREAT, 0o600)
+        try:
+            await aiosys.write_all(fd, payload)
+        finally:
+            await aiosys.close(fd)
+        r, w = os.pipe()
+        try:
+            import asyncio
+
+            async def drain() -> bytes:
+                chunks = []
+                while sum(map(len, chunks)) < len(payload):
+                    chunks.append(await aiosys.read(r, 65536))
+                return b"".join(chunks)
+
+            reader = asyncio.ensure_future(drain())
+            await aiosys.write_all(w, memoryview(payload))
+            got = await reader
+        finally:
+            await aiosys.close(r)
+            await aiosys.close(w)
+        return path.read_bytes(), got
+
+    in_file, through_pipe = aiosys.run(main())
+    assert in_file == payload and through_pipe == payload
+
+
+def test_write_all_refuses_a_strided_buffer() -> None:
+    import os
+
+    import pytest
+
+    async def main() -> None:
+        r, w = os.pipe()
+        try:
+            with pytest.raises(TypeError):
+                await aiosys.write_all(w, memoryview(b"abcdef")[::2])
+        finally:
+            os.close(r)
+            os.close(w)
+
+    aiosys.run(main())
