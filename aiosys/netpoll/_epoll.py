@@ -111,6 +111,14 @@ from ._errors import BusyError, FDClosedError, NotPollableError
 # ``closing`` (set by a closing thread before it posts the wake to the loop thread).
 _IDLE: Final = 0
 _READY: Final = 1
+# _DRAINED (read side only): like _IDLE, but inferred from a short read on a stream fd rather
+# than from EAGAIN.  Linux never returns less than is buffered on a non-blocking pipe or
+# stream-socket read, so the next read parks without trying; POSIX would allow it, though
+# (and fault injection does it), so a reader parked on this inference with no edge for a
+# whole DRAINED_CHECK interval is woken once to try the syscall (Netpoller._check_drained):
+# never a hang, and no cost while edges keep coming.
+_DRAINED: Final = 2
+DRAINED_CHECK: Final = 0.02  # seconds
 
 _ET_EVENTS: Final = _ll.EPOLLIN | _ll.EPOLLOUT | _ll.EPOLLRDHUP | _ll.EPOLLET
 _RMASK: Final = _ll.EPOLLIN | _ll.EPOLLRDHUP | _ll.EPOLLHUP | _ll.EPOLLERR
@@ -137,10 +145,12 @@ class PollDesc:
     __slots__ = (
         "closing",
         "fd",
+        "infer",
         "nowait_r",
         "nowait_w",
         "rd",
         "rg",
+        "rgen",
         "rref",
         "rseq",
         "rtimer",
@@ -160,6 +170,7 @@ class PollDesc:
         self.fd = fd
         self.tag = tag  # (seq << 32) | fd, as given to epoll
         self.rg: int | asyncio.Future[None] = _READY  # unknown at registration: try first
+        self.rgen = 0  # the poller's check generation when this fd last parked _DRAINED
         self.wg: int | asyncio.Future[None] = _READY
         self.rd = 0  # read deadline: 0 none, > 0 nanotime, -1 expired (Go's pd.rd)
         self.wd = 0
@@ -180,6 +191,10 @@ class PollDesc:
         # datagrams, ttys (one line per read), eventfd, timerfd...
         self.stream = stream
         self.stream_kind = stream  # what the fd is; ``stream`` may be cleared by a hang-up
+        # False after the drained check found a reader parked on the short-read inference
+        # with no edge for a whole interval; True again at the next EAGAIN (the inference
+        # held).  On Linux it stays True.
+        self.infer = True
         # preadv2/pwritev2(RWF_NOWAIT) work per call (so an fd whose O_NONBLOCK was cleared
         # through a dup still never blocks); cleared on EOPNOTSUPP (ttys, eventfd writes).
         self.nowait_r = True
@@ -194,7 +209,9 @@ class PollDesc:
 
 
 def _state_name(g: object) -> str:
-    return "IDLE" if g is _IDLE else "READY" if g is _READY else "WAITING"
+    if g.__class__ is int:
+        return {_IDLE: "IDLE", _READY: "READY", _DRAINED: "DRAINED"}[g]
+    return "WAITING"
 
 
 def _wake(g: int | asyncio.Future[None]) -> int:
@@ -263,6 +280,11 @@ class Netpoller:
         self._before_park: list[Callable[[], bool]] = []
         self._after_park: list[Callable[[], None]] = []
         self._close_hooks: list[Callable[[], None]] = []
+        # Readers parked on the short-read inference, and the timer that double-checks them.
+        self._drained: set[PollDesc] = set()
+        self._drained_gen = 0
+        self._drained_timer: asyncio.TimerHandle | None = None
+        self.drained_rechecks = 0  # such readers woken to try again (0 on a real kernel)
         # Counters (plain ints: cheap, always on; read by stats()).
         self.polls = 0
         self.events = 0
@@ -459,6 +481,40 @@ class Netpoller:
         return self._fds.efd
 
     # ----------------------------------------------------------------------------------
+    # The short-read inference's safety net
+    # ----------------------------------------------------------------------------------
+
+    def park_drained(self, pd: PollDesc) -> None:
+        """A reader parks on _DRAINED (no syscall tried): remember it, and make sure a check
+        runs within DRAINED_CHECK.  One set insert on the hot path; at most one timer."""
+        pd.rgen = self._drained_gen
+        self._drained.add(pd)
+        if self._drained_timer is None and not self.closed:
+            self._drained_timer = self.loop.call_later(DRAINED_CHECK, self._check_drained)
+
+    def _check_drained(self) -> None:
+        # Readers parked on the inference since before the previous check, still waiting:
+        # no edge came for a whole interval, so let them try the syscall once.  A reader
+        # that gets EAGAIN parks as _IDLE and is not checked again.
+        self._drained_timer = None
+        gen = self._drained_gen
+        self._drained_gen = gen + 1
+        keep: set[PollDesc] = set()
+        for pd in self._drained:
+            g = pd.rg
+            if g.__class__ is int or pd.closing:
+                continue  # woken meanwhile
+            if pd.rgen < gen:
+                pd.rg = _READY
+                pd.infer = False  # until a read says EAGAIN: then the inference held
+                self.drained_rechecks += _wake(g)
+            else:
+                keep.add(pd)
+        self._drained = keep
+        if keep and not self.closed:
+            self._drained_timer = self.loop.call_later(DRAINED_CHECK, self._check_drained)
+
+    # ----------------------------------------------------------------------------------
     # Deadlines (Go's poll_runtime_pollSetDeadline / netpolldeadlineimpl)
     # ----------------------------------------------------------------------------------
 
@@ -570,6 +626,11 @@ class Netpoller:
                 with contextlib.suppress(RuntimeError):  # the loop may be closed already
                     self._wake_closed(pd)
             self._posted.clear()
+            self._drained.clear()
+            if self._drained_timer is not None:
+                with contextlib.suppress(RuntimeError):
+                    self._drained_timer.cancel()
+                self._drained_timer = None
             self._fds.close()
 
     def forget_after_fork(self) -> None:
@@ -612,6 +673,7 @@ class Netpoller:
             "wakeup_writes": self.wake_writes,
             "wakeups_coalesced": self.wake_coalesced,
             "deadlines_fired": self.deadline_fired,
+            "drained_rechecks": self.drained_rechecks,
         }
 
 

@@ -26,7 +26,7 @@ from typing import Any, Final
 from aiosys.native import _lowlevel as _ll
 
 from . import fdtable
-from ._epoll import _IDLE, _READY, SCRATCH_SIZE, Netpoller, PollDesc, drop_waiter_ref
+from ._epoll import _DRAINED, _IDLE, _READY, SCRATCH_SIZE, Netpoller, PollDesc, drop_waiter_ref
 from ._errors import BlockingModeError, BusyError, DeadlineExceededError, FDClosedError
 from ._loop import _get_ident, _running, current_poller, running_poller
 
@@ -132,6 +132,8 @@ async def _park_read(p: Netpoller, pd: PollDesc) -> None:
     if pd.rd < 0:
         raise DeadlineExceededError()
     fut = p.loop.create_future()
+    if pd.rg is _DRAINED:
+        p.park_drained(pd)
     pd.rg = fut
     p.parks += 1
     try:
@@ -231,11 +233,12 @@ async def read(fd: Any, n: int) -> bytes:
         if pd.rg is _READY:
             r = _preadv2(fd, cbuf, n, -1, _NOWAIT) if pd.nowait_r else _read_fallback(fd, mv, n)
             if r >= 0:
-                if 0 < r < n and pd.stream:
-                    pd.rg = _IDLE  # drained: the next read parks without a failing syscall
+                if 0 < r < n and pd.stream and pd.infer:
+                    pd.rg = _DRAINED  # the next read parks without a failing syscall
                 return bytes(mv[:r])
             if r == _EAGAIN:
                 pd.rg = _IDLE
+                pd.infer = True  # empty when asked: the short-read inference holds here
             elif r == _EOPNOTSUPP and pd.nowait_r:
                 pd.nowait_r = False
                 continue
@@ -250,6 +253,8 @@ async def read(fd: Any, n: int) -> bytes:
         if pd.closing:
             raise FDClosedError()
         fut = p.loop.create_future()
+        if pd.rg is _DRAINED:
+            p.park_drained(pd)  # parked on an inference: the poller double-checks it
         pd.rg = fut
         p.parks += 1
         try:
@@ -283,11 +288,12 @@ async def readinto(fd: Any, buf: Any) -> int:
             else:
                 r = _read_fallback(fd, memoryview(buf).cast("B"), n)
             if r >= 0:
-                if 0 < r < n and pd.stream:
-                    pd.rg = _IDLE
+                if 0 < r < n and pd.stream and pd.infer:
+                    pd.rg = _DRAINED
                 return int(r)
             if r == _EAGAIN:
                 pd.rg = _IDLE
+                pd.infer = True
             elif r == _EOPNOTSUPP and pd.nowait_r:
                 pd.nowait_r = False
                 continue
@@ -322,8 +328,6 @@ async def write(fd: Any, data: Any) -> int:
         # Fast path, inline (no second coroutine): the kernel takes it now.
         r = _pwritev2(fd, cbuf, n, -1, _NOWAIT)
         if r > 0:
-            if r < n and pd.stream:
-                pd.wg = _IDLE
             return int(r)
         if r == _EAGAIN:
             pd.wg = _IDLE  # full: park without trying again
@@ -342,8 +346,8 @@ async def _write_some(p: Netpoller, pd: PollDesc, fd: int, cbuf: Any, n: int, da
             else:
                 r = _write_fallback(fd, memoryview(data).cast("B")[:n])
             if r >= 0:
-                if r < n and pd.stream:
-                    pd.wg = _IDLE  # buffer full: the next write parks at once
+                # A short write is returned as it is; the next write tries again at once
+                # (Go's fd.Write): only EAGAIN says the buffer is full.
                 return int(r)
             if r == _EAGAIN:
                 pd.wg = _IDLE
@@ -402,8 +406,6 @@ async def write_all(fd: Any, data: Any) -> None:
             elif w not in (_EINTR, _EOPNOTSUPP):
                 raise _oserror(-w)
             w = 0
-        elif pd.stream:
-            pd.wg = _IDLE  # short: the buffer is full
     else:
         w = 0
     if w == 0:
@@ -485,8 +487,6 @@ async def send(sock: Any, data: Any, flags: int = 0) -> int:
         if pd.wg is _READY:
             r = _sys6(_SYS_SENDTO, fd, pin.addr, n, f, 0, 0)
             if r >= 0:
-                if r < n and pd.stream:
-                    pd.wg = _IDLE
                 return int(r)
             if r == _EAGAIN:
                 pd.wg = _IDLE

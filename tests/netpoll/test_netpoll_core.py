@@ -620,3 +620,32 @@ def test_socket_flags_and_strided_buffers_are_refused_cleanly(loop_kind: str) ->
             await netpoll.close(b)
 
     run_in(loop_kind, body)
+
+
+def test_a_wrong_short_read_inference_is_caught_by_the_drained_check(loop_kind: str) -> None:
+    # Linux never returns less than is buffered on a pipe, but POSIX allows it: a reader
+    # parked on the "short read means drained" inference, with data there and no edge to
+    # come, is woken by the drained check, reads, and the fd stops inferring until EAGAIN.
+    async def body() -> None:
+        from aiosys.netpoll._epoll import _DRAINED
+
+        p = netpoll.current_poller()
+        r, w = os.pipe()
+        try:
+            pd = p.register(r)
+            os.write(w, b"abc")
+            await asyncio.sleep(0.01)  # the edge for these bytes is consumed now
+            pd.rg = _DRAINED  # as if a short read had just returned, leaving "abc"
+            assert await netpoll.read(r, 10) == b"abc"
+            assert p.drained_rechecks == 1 and not pd.infer
+            os.write(w, b"d")
+            assert await netpoll.read(r, 10) == b"d"
+            reader = asyncio.ensure_future(netpoll.read(r, 10))  # EAGAIN: inference holds
+            await asyncio.sleep(0.01)
+            assert pd.infer
+            os.write(w, b"e")
+            assert await reader == b"e"
+        finally:
+            await _close_all(r, w)
+
+    run_in(loop_kind, body)
