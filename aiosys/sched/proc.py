@@ -542,8 +542,6 @@ def exitsyscall0(g: G) -> None:
         if release:
             fd_release(g.fd)
         g.keep = None  # the M is done: buffers may go now
-        if _fd_orphans.get(g.fd) is g:
-            del _fd_orphans[g.fd]
         _unbusy(g)
         _wake_waiters(g)
         if trace.ENABLED:
@@ -714,8 +712,17 @@ def orphan_of(fd: int) -> G | None:
 
 
 def _unbusy(g: G) -> None:
-    if _fd_busy.get(g.fd) is g:
-        del _fd_busy[g.fd]
+    """``g`` no longer holds its fd: later reads/writes of it need not wait for ``g``.
+
+    Clears the orphan entry too, on every path that ends a G (resumed, withdrawn,
+    finalized): ``orphan_of`` may have promoted a busy G to an orphan before its task ran,
+    and a withdrawn G that stayed listed stranded the next read (tests/sched/
+    test_sched_withdraw.py)."""
+    fd = g.fd
+    if _fd_busy.get(fd) is g:
+        del _fd_busy[fd]
+    if _fd_orphans.get(fd) is g:
+        del _fd_orphans[fd]
 
 
 async def wait_orphan(fd: int) -> None:
