@@ -34,11 +34,12 @@ from __future__ import annotations
 import asyncio
 import errno
 import importlib
+import inspect
 import os
 import stat as _stat
 import struct
-from collections.abc import Sequence
-from typing import Any, Final, NamedTuple
+from collections.abc import Callable, Coroutine, Sequence
+from typing import Any, Final, NamedTuple, TypeVar
 
 from . import netpoll
 from .native import _lowlevel as ll
@@ -202,6 +203,16 @@ _np_readinto: Final = netpoll.readinto
 _np_write: Final = netpoll.write
 _np_write_all: Final = netpoll.write_all
 
+_C = TypeVar("_C", bound=Callable[..., Any])
+
+
+def _coroutine_function(f: _C) -> _C:
+    """Mark a plain function that always returns a coroutine as a coroutine function, for
+    ``asyncio.iscoroutinefunction`` (and ``inspect`` on Python 3.12+)."""
+    f._is_coroutine = asyncio.coroutines._is_coroutine  # type: ignore[attr-defined]
+    mark = getattr(inspect, "markcoroutinefunction", None)
+    return mark(f) if mark is not None else f
+
 
 # ---------------------------------------------------------------------------------------------
 # The handoff
@@ -271,14 +282,23 @@ async def _settle(fd: int) -> None:
 # ---------------------------------------------------------------------------------------------
 
 
-async def read(fd: int, n: int) -> bytes:
+@_coroutine_function
+def read(fd: int, n: int) -> Coroutine[Any, Any, bytes]:
     """Read up to ``n`` bytes from ``fd`` at its file position (``b""`` at end of file).
 
     Never blocks the event loop: pollable fds wait on the netpoller, page-cached file data
-    is read inline, anything else is handed off to an M.
+    is read inline, anything else is handed off to an M.  Returns a coroutine: on an fd the
+    netpoller already holds it is the netpoller's own (no extra frame on every park and
+    wake: measured 7-13% of a socket round trip).
 
     :raises OSError: the kernel's error (EBADF for an fd being closed).
     """
+    if not (_pushback or _fd_orphans or _fd_busy) and _np_registered(fd):
+        return _np_read(fd, n)
+    return _read(fd, n)
+
+
+async def _read(fd: int, n: int) -> bytes:
     if n < 0 or n > _MAX_WORD:
         raise ValueError("negative count" if n < 0 else f"count out of range: {n}")
     if _pushback and fd in _pushback:
@@ -436,14 +456,19 @@ async def readinto(fd: int, buf: Any) -> int:
     return len(data)
 
 
-async def write_all(fd: int, data: Any) -> None:
+@_coroutine_function
+def write_all(fd: int, data: Any) -> Coroutine[Any, Any, None]:
     """Write all of ``data`` to any fd (pollable or not), as many calls as it takes.
 
     If it raises (deadline, close, cancellation), an unknown prefix may have been written, as
     with Go's ``Write``; a cancelled handed-off part is reported like :func:`write`'s.
     """
     if not (_fd_orphans or _fd_busy) and _np_registered(fd):
-        return await _np_write_all(fd, data)
+        return _np_write_all(fd, data)
+    return _write_all(fd, data)
+
+
+async def _write_all(fd: int, data: Any) -> None:
     view = memoryview(data)
     if not view.contiguous:
         raise TypeError("a contiguous bytes-like object is required")
@@ -526,7 +551,19 @@ async def preadv(fd: int, buffers: Sequence[Any], offset: int) -> int:
 # ---------------------------------------------------------------------------------------------
 
 
-async def write(fd: int, data: Any) -> int:
+@_coroutine_function
+def write(fd: int, data: Any) -> Coroutine[Any, Any, int]:
+    """Write ``data`` at the file position; returns the count (maybe short, as POSIX allows).
+
+    Pollable fds wait on the netpoller (its own coroutine for an fd it already holds); a
+    regular-file write is handed off.
+    """
+    if not (_fd_orphans or _fd_busy) and _np_registered(fd):
+        return _np_write(fd, data)
+    return _write(fd, data)
+
+
+async def _write(fd: int, data: Any) -> int:
     """Write ``data`` at the file position; returns the count (maybe short, as POSIX allows).
 
     Pollable fds wait on the netpoller; a regular-file write is handed off (ext4 refuses
