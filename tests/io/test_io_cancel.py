@@ -11,9 +11,9 @@ from collections.abc import Callable, Coroutine
 from typing import Any
 
 import pytest
-from conftest import LOOP_KINDS, run_on
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
+from loop_runner import LOOP_KINDS, run_on
 
 import aiosys._io as aio
 from aiosys.sched import proc
