@@ -23,8 +23,11 @@ lint: native
 	$(PY) -m ruff check aiosys
 	$(PY) -m mypy
 
+# The whole suite, then a bounded sanitizer pass: the native, scheduler and I/O tests again
+# against an ASan+UBSan build of the C code (about a minute; `make sanitize` runs more).
 test: lint
 	$(PY) -m pytest -q
+	SANITIZE_DIRS="tests/native tests/sched tests/io" tests/reliability/sanitize.sh $(PY)
 
 demo: native
 	$(PY) -m aiosys demo
