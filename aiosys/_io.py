@@ -190,6 +190,28 @@ def _stale_file_facts(fd: int) -> bool:
     return bool(_classify(fd) & _KNOWN_POLL)
 
 
+def _nowait_read(fd: int, n: int, offset: int) -> bytes | None:
+    """The inline ``preadv2(RWF_NOWAIT)`` try shared by :func:`read` and :func:`pread`:
+    the bytes on a page-cache hit, None on a miss (EAGAIN) or when the filesystem refuses
+    the flag (then it is turned off for this fd and the caller hands off)."""
+    buf = bytearray(n)
+    try:
+        r = _preadv(fd, [buf], offset, _RWF_NOWAIT)
+    except BlockingIOError:
+        counters.nowait_misses += 1
+        return None
+    except OSError as exc:
+        if exc.errno not in _NOWAIT_UNSUPPORTED:
+            raise
+        _disable_nowait(fd, _RNOWAIT_OFF)
+        return None
+    counters.nowait_hits += 1
+    counters.inline_hits += 1
+    if r != n:
+        del buf[r:]
+    return bytes(buf)
+
+
 def _is_registered(fd: int) -> bool:
     return _np_registered(fd)
 
@@ -313,21 +335,9 @@ async def _read(fd: int, n: int) -> bytes:
     if info is None:
         info = _probe(fd)
     if not info & _RNOWAIT_OFF:
-        buf = bytearray(n)
-        try:
-            r = _preadv(fd, [buf], -1, _RWF_NOWAIT)
-        except BlockingIOError:
-            counters.nowait_misses += 1
-        except OSError as exc:
-            if exc.errno not in _NOWAIT_UNSUPPORTED:
-                raise
-            _disable_nowait(fd, _RNOWAIT_OFF)
-        else:
-            counters.nowait_hits += 1
-            counters.inline_hits += 1
-            if r != n:
-                del buf[r:]
-            return bytes(buf)
+        data = _nowait_read(fd, n, -1)
+        if data is not None:
+            return data
     if _classify(fd) & _KNOWN_POLL:
         data = await _poll_read(fd, n)
         if data is not None:
@@ -493,21 +503,9 @@ async def pread(fd: int, n: int, offset: int) -> bytes:
     if info is None:
         info = _probe(fd)
     if not info & _RNOWAIT_OFF:
-        buf = bytearray(n)
-        try:
-            r = _preadv(fd, [buf], offset, _RWF_NOWAIT)
-        except BlockingIOError:
-            counters.nowait_misses += 1
-        except OSError as exc:
-            if exc.errno not in _NOWAIT_UNSUPPORTED:
-                raise
-            _disable_nowait(fd, _RNOWAIT_OFF)
-        else:
-            counters.nowait_hits += 1
-            counters.inline_hits += 1
-            if r != n:
-                del buf[r:]
-            return bytes(buf)
+        data = _nowait_read(fd, n, offset)
+        if data is not None:
+            return data
     return await _handoff_read(fd, n, offset)
 
 
