@@ -34,16 +34,19 @@ from __future__ import annotations
 import asyncio
 import errno
 import importlib
-import inspect
 import os
 import stat as _stat
 import struct
-from collections.abc import Callable, Coroutine, Sequence
-from typing import Any, Final, NamedTuple, TypeVar
+import threading
+from collections.abc import Coroutine, Sequence
+from typing import Any, Final, NamedTuple
 
 from . import netpoll
+from ._coro import coroutine_function
 from .native import _lowlevel as ll
 from .native import _mpool
+from .netpoll import _loop as _np_loop
+from .netpoll import _ops as _np_ops
 from .netpoll import fdtable
 from .sched import proc
 from .sched.stats import counters
@@ -220,21 +223,14 @@ def _is_registered(fd: int) -> bool:
 # public call goes straight to them: no wrapper coroutine, lookup or NotPollable handler per
 # call.  (The echo matrix measured that indirection at ~1.3x server CPU per request.)
 _np_registered: Final = netpoll.is_registered
+_np_running: Final = _np_loop._running  # thread id -> the aiosys loop's poller running there
 _np_read: Final = netpoll.read
+_np_read_held: Final = _np_ops.read_held
+_np_write_all_held: Final = _np_ops.write_all_held
 _np_readinto: Final = netpoll.readinto
 _np_write: Final = netpoll.write
 _np_write_all: Final = netpoll.write_all
-
-_C = TypeVar("_C", bound=Callable[..., Any])
-
-
-def _coroutine_function(f: _C) -> _C:
-    """Mark a plain function that always returns a coroutine as a coroutine function, for
-    ``asyncio.iscoroutinefunction`` (and ``inspect`` on Python 3.12+)."""
-    f._is_coroutine = asyncio.coroutines._is_coroutine  # type: ignore[attr-defined]
-    mark = getattr(inspect, "markcoroutinefunction", None)
-    return mark(f) if mark is not None else f
-
+_get_ident: Final = threading.get_ident
 
 # ---------------------------------------------------------------------------------------------
 # The handoff
@@ -304,7 +300,7 @@ async def _settle(fd: int) -> None:
 # ---------------------------------------------------------------------------------------------
 
 
-@_coroutine_function
+@coroutine_function
 def read(fd: int, n: int) -> Coroutine[Any, Any, bytes]:
     """Read up to ``n`` bytes from ``fd`` at its file position (``b""`` at end of file).
 
@@ -315,8 +311,15 @@ def read(fd: int, n: int) -> Coroutine[Any, Any, bytes]:
 
     :raises OSError: the kernel's error (EBADF for an fd being closed).
     """
-    if not (_pushback or _fd_orphans or _fd_busy) and _np_registered(fd):
-        return _np_read(fd, n)
+    if not (_pushback or _fd_orphans or _fd_busy):
+        p = _np_running.get(_get_ident())
+        if p is not None:  # the aiosys loop: one dict hit finds a held fd
+            if fd.__class__ is int:
+                pd = p.pds.get(fd)
+                if pd is not None:
+                    return _np_read_held(p, pd, fd, n)
+        elif _np_registered(fd):  # a foreign loop the poller is attached to
+            return _np_read(fd, n)
     return _read(fd, n)
 
 
@@ -466,15 +469,22 @@ async def readinto(fd: int, buf: Any) -> int:
     return len(data)
 
 
-@_coroutine_function
+@coroutine_function
 def write_all(fd: int, data: Any) -> Coroutine[Any, Any, None]:
     """Write all of ``data`` to any fd (pollable or not), as many calls as it takes.
 
     If it raises (deadline, close, cancellation), an unknown prefix may have been written, as
     with Go's ``Write``; a cancelled handed-off part is reported like :func:`write`'s.
     """
-    if not (_fd_orphans or _fd_busy) and _np_registered(fd):
-        return _np_write_all(fd, data)
+    if not (_fd_orphans or _fd_busy):
+        p = _np_running.get(_get_ident())
+        if p is not None:
+            if fd.__class__ is int:
+                pd = p.pds.get(fd)
+                if pd is not None:
+                    return _np_write_all_held(p, pd, fd, data)
+        elif _np_registered(fd):
+            return _np_write_all(fd, data)
     return _write_all(fd, data)
 
 
@@ -549,7 +559,7 @@ async def preadv(fd: int, buffers: Sequence[Any], offset: int) -> int:
 # ---------------------------------------------------------------------------------------------
 
 
-@_coroutine_function
+@coroutine_function
 def write(fd: int, data: Any) -> Coroutine[Any, Any, int]:
     """Write ``data`` at the file position; returns the count (maybe short, as POSIX allows).
 

@@ -81,7 +81,10 @@ static const char *const AIOSYS_SYS_NAMES[] = {{
 }};
 static const int AIOSYS_SYS_COUNT = {len(names)};
 """
+    # _CFFI_NO_LIMITED_API: fastpath.c and hotpath.c are CPython-level code (vectorcall,
+    # contexts, the buffer protocol); the module is built per CPython version anyway.
     extra = ["-O2", "-Wall", "-Wextra", "-Wno-unused-parameter", "-fno-strict-aliasing"]
+    extra += ["-D_CFFI_NO_LIMITED_API"]
     extra += shlex.split(os.environ.get("AIOSYS_CFLAGS", ""))
     ldflags = shlex.split(os.environ.get("AIOSYS_LDFLAGS", ""))
     ffi.set_source(

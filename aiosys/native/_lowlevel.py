@@ -246,14 +246,17 @@ _UINTPTR: Final = ffi.typeof("uintptr_t")
 _CHARARR: Final = ffi.typeof("char[]")
 
 
-def _fast_defs() -> dict[str, int]:
-    """fastpath.c's PyMethodDef addresses by name."""
+def _fast_defs(
+    def_at: Callable[[int], Any] = lib.aiosys_fast_def,
+    name_at: Callable[[int], Any] = lib.aiosys_fast_name,
+) -> dict[str, int]:
+    """A C file's PyMethodDef addresses by name (fastpath.c's by default)."""
     defs: dict[str, int] = {}
     for i in range(64):
-        d = lib.aiosys_fast_def(i)
+        d = def_at(i)
         if d == ffi.NULL:
             break
-        defs[ffi.string(lib.aiosys_fast_name(i)).decode()] = int(ffi.cast(_UINTPTR, d))
+        defs[ffi.string(name_at(i)).decode()] = int(ffi.cast(_UINTPTR, d))
     return defs
 
 
@@ -270,6 +273,17 @@ _new_method = ctypes.PYFUNCTYPE(
 _FAST: Final[dict[str, Callable[..., Any]]] = {
     name: _new_function(addr, None, __name__) for name, addr in _FAST_DEFS.items()
 }
+# hotpath.c: the netpoller's per-request calls (hot_read, hot_write, hot_call_soon).
+HOT: Final[dict[str, Callable[..., Any]]] = {
+    name: _new_function(addr, None, __name__)
+    for name, addr in _fast_defs(lib.aiosys_hot_def, lib.aiosys_hot_name).items()
+}
+# Module-level names too, so that test fault injection (aiosys._faults) can reach them.
+hot_read: Final = HOT["hot_read"]
+"""``hot_read(fd, n) -> bytes | -errno``: ``preadv2(fd, n, -1, RWF_NOWAIT)`` holding the GIL
+(pollable fds only: it must never block)."""
+hot_write: Final = HOT["hot_write"]
+"""``hot_write(fd, data) -> count | -errno``: ``pwritev2(fd, data, -1, RWF_NOWAIT)``."""
 
 
 def bind_noerror0(trap: int) -> Callable[[], int]:

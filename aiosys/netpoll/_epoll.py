@@ -121,16 +121,18 @@ _DRAINED: Final = 2
 DRAINED_CHECK: Final = 0.02  # seconds
 
 _ET_EVENTS: Final = _ll.EPOLLIN | _ll.EPOLLOUT | _ll.EPOLLRDHUP | _ll.EPOLLET
-_RMASK: Final = _ll.EPOLLIN | _ll.EPOLLRDHUP | _ll.EPOLLHUP | _ll.EPOLLERR
-_WMASK: Final = _ll.EPOLLOUT | _ll.EPOLLHUP | _ll.EPOLLERR
-# After a hang-up or an error no further edge may come, so "a short read means drained, park
-# at once" would park forever on data that came with the FIN: such events end the skip.
-_HUPMASK: Final = _ll.EPOLLRDHUP | _ll.EPOLLHUP | _ll.EPOLLERR
+# Which events wake which side is decided in csrc/hotpoll.c (Netpoller.dispatch): read waiters
+# on IN, RDHUP, HUP or ERR; write waiters on OUT, HUP or ERR.  After a hang-up or an error no
+# further edge may come, so "a short read means drained, park at once" would park forever on
+# data that came with the FIN: RDHUP, HUP and ERR clear pd.stream, which ends the skip.
 # The eventfd's own tag: no aiosys tag has bit 63 set (seq < 2**31) and no fd is that large.
-WAKE_TAG: Final = 1 << 63
+WAKE_TAG: Final = 1 << 63  # hotpoll.c's HOT_WAKE_TAG
 # Events copied out per epoll_wait.  More ready fds than this are simply left for the next
 # wait (epoll round-robins its ready list), so this bounds latency, not correctness.
 EVENTS_PER_WAIT: Final = 256
+# Netpoller.dispatch's default: no asyncio keys (attach mode).  Read, never written.
+_NO_KEYS: Final[dict[int, Any]] = {}
+_hot_dispatch: Final = _ll.HOT["hot_dispatch"]
 # The per-poller scratch buffer reads land in before becoming bytes: one copy, no zeroing.
 SCRATCH_SIZE: Final = 64 * 1024
 
@@ -281,9 +283,9 @@ class Netpoller:
         self._after_park: list[Callable[[], None]] = []
         self._close_hooks: list[Callable[[], None]] = []
         # Readers parked on the short-read inference, and the timer that double-checks them.
-        self._drained: set[PollDesc] = set()
-        self._drained_gen = 0
-        self._drained_timer: asyncio.TimerHandle | None = None
+        self.drained: set[PollDesc] = set()
+        self.drained_gen = 0
+        self.drained_timer: asyncio.TimerHandle | None = None
         self.drained_rechecks = 0  # such readers woken to try again (0 on a real kernel)
         # Counters (plain ints: cheap, always on; read by stats()).
         self.polls = 0
@@ -406,32 +408,21 @@ class Netpoller:
     # The poll step
     # ----------------------------------------------------------------------------------
 
-    def dispatch(self, pairs: list[int], n: int) -> None:
-        """Deliver ``n`` events from ``pairs`` to PollDescs and the wakeup fd (attach mode;
-        the aiosys loop's selector inlines the same loop)."""
-        tags = self.tags
-        woke = 0
-        for i in range(0, n + n, 2):
-            pd = tags.get(pairs[i + 1])
-            if pd is not None:
-                ev = pairs[i]
-                if ev & _HUPMASK:
-                    pd.stream = False
-                if ev & _RMASK:
-                    g = pd.rg
-                    pd.rg = _READY
-                    if g.__class__ is not int:
-                        woke += _wake(g)
-                if ev & _WMASK:
-                    g = pd.wg
-                    pd.wg = _READY
-                    if g.__class__ is not int:
-                        woke += _wake(g)
-            elif pairs[i + 1] == WAKE_TAG:
-                self.drain_wakeups()
-            else:
-                self.stale_dropped += 1
+    def dispatch(
+        self, pairs: Any, n: int, fd_to_key: dict[int, Any] = _NO_KEYS
+    ) -> list[tuple[Any, int]]:
+        """Deliver ``n`` (events, tag) pairs from ``pairs``, a buffer of uint64 as the epoll
+        stubs fill it (csrc/hotpoll.c states the rules): PollDescs are woken
+        (edge-triggered); asyncio's keys in ``fd_to_key`` (the aiosys loop's own readers
+        and writers, level-triggered) are returned as a selector returns them; the wakeup
+        eventfd is drained; tags of PollDescs that have gone are counted and dropped."""
+        ready, woke, stale, wake_seen = _hot_dispatch(pairs, n, self.tags, fd_to_key)
         self.wakeups += woke
+        if stale:
+            self.stale_dropped += stale
+        if wake_seen:
+            self.drain_wakeups()
+        return ready  # type: ignore[no-any-return]
 
     def poll_attached(self) -> None:
         """Drain ready events without blocking (the foreign loop saw the epoll fd readable)."""
@@ -441,7 +432,7 @@ class Netpoller:
         self.polls += 1
         if n:
             self.events += n
-            self.dispatch(self.buf.pairs(n), n)
+            self.dispatch(self.buf._view, n)
 
     # ----------------------------------------------------------------------------------
     # Cross-thread wakeup (Go's netpollBreak)
@@ -486,21 +477,26 @@ class Netpoller:
 
     def park_drained(self, pd: PollDesc) -> None:
         """A reader parks on _DRAINED (no syscall tried): remember it, and make sure a check
-        runs within DRAINED_CHECK.  One set insert on the hot path; at most one timer."""
-        pd.rgen = self._drained_gen
-        self._drained.add(pd)
-        if self._drained_timer is None and not self.closed:
-            self._drained_timer = self.loop.call_later(DRAINED_CHECK, self._check_drained)
+        runs within DRAINED_CHECK.  One set insert on the hot path; at most one timer.
+        (netpoll's read inlines the first two lines and calls :meth:`arm_drained_check`.)"""
+        pd.rgen = self.drained_gen
+        self.drained.add(pd)
+        if self.drained_timer is None:
+            self.arm_drained_check()
+
+    def arm_drained_check(self) -> None:
+        if self.drained_timer is None and not self.closed:
+            self.drained_timer = self.loop.call_later(DRAINED_CHECK, self._check_drained)
 
     def _check_drained(self) -> None:
         # Readers parked on the inference since before the previous check, still waiting:
         # no edge came for a whole interval, so let them try the syscall once.  A reader
         # that gets EAGAIN parks as _IDLE and is not checked again.
-        self._drained_timer = None
-        gen = self._drained_gen
-        self._drained_gen = gen + 1
+        self.drained_timer = None
+        gen = self.drained_gen
+        self.drained_gen = gen + 1
         keep: set[PollDesc] = set()
-        for pd in self._drained:
+        for pd in self.drained:
             g = pd.rg
             if g.__class__ is int or pd.closing:
                 continue  # woken meanwhile
@@ -510,9 +506,9 @@ class Netpoller:
                 self.drained_rechecks += _wake(g)
             else:
                 keep.add(pd)
-        self._drained = keep
+        self.drained = keep
         if keep and not self.closed:
-            self._drained_timer = self.loop.call_later(DRAINED_CHECK, self._check_drained)
+            self.drained_timer = self.loop.call_later(DRAINED_CHECK, self._check_drained)
 
     # ----------------------------------------------------------------------------------
     # Deadlines (Go's poll_runtime_pollSetDeadline / netpolldeadlineimpl)
@@ -626,11 +622,11 @@ class Netpoller:
                 with contextlib.suppress(RuntimeError):  # the loop may be closed already
                     self._wake_closed(pd)
             self._posted.clear()
-            self._drained.clear()
-            if self._drained_timer is not None:
+            self.drained.clear()
+            if self.drained_timer is not None:
                 with contextlib.suppress(RuntimeError):
-                    self._drained_timer.cancel()
-                self._drained_timer = None
+                    self.drained_timer.cancel()
+                self.drained_timer = None
             self._fds.close()
 
     def forget_after_fork(self) -> None:

@@ -30,14 +30,10 @@ from aiosys.native import _lowlevel as _ll
 from . import fdtable
 from ._epoll import (
     _ET_EVENTS,
-    _HUPMASK,
-    _READY,
-    _RMASK,
-    _WMASK,
     EVENTS_PER_WAIT,
-    WAKE_TAG,
     Netpoller,
 )
+from ._leanloop import LeanCallbacks
 
 _T = TypeVar("_T")
 
@@ -204,60 +200,14 @@ class NetpollSelector(selectors.BaseSelector):
                 raise _ll.oserror(-n)
             return []
         p.events += n
-        return self.process(p.buf._view[: n + n].tolist(), n)
-
-    def process(
-        self, pairs: list[int], n: int
-    ) -> list[tuple[selectors.SelectorKey, int]]:
-        """Deliver ``n`` (events, tag) pairs: PollDescs are woken here (edge-triggered),
-        asyncio's keys are returned for the loop to run (level-triggered)."""
-        p = self._poller
-        tags = p.tags
-        fd_to_key = self._fd_to_key
-        ready = []
-        woke = 0
-        for i in range(0, n + n, 2):
-            tag = pairs[i + 1]
-            pd = tags.get(tag)
-            if pd is not None:
-                ev = pairs[i]
-                if ev & _HUPMASK:
-                    pd.stream = False
-                if ev & _RMASK:
-                    g = pd.rg
-                    pd.rg = _READY
-                    if g.__class__ is not int and not g.done():  # type: ignore[union-attr]
-                        g.set_result(None)  # type: ignore[union-attr]
-                        woke += 1
-                if ev & _WMASK:
-                    g = pd.wg
-                    pd.wg = _READY
-                    if g.__class__ is not int and not g.done():  # type: ignore[union-attr]
-                        g.set_result(None)  # type: ignore[union-attr]
-                        woke += 1
-                continue
-            key = fd_to_key.get(tag)
-            if key is not None:
-                ev = pairs[i]
-                events = 0
-                if ev & ~_EPOLLIN:
-                    events |= _EVENT_WRITE
-                if ev & ~_EPOLLOUT:
-                    events |= _EVENT_READ
-                ready.append((key, events & key.events))
-            elif tag == WAKE_TAG:
-                p.drain_wakeups()
-            else:
-                p.stale_dropped += 1
-        p.wakeups += woke
-        return ready
+        return p.dispatch(p.buf._view, n, self._fd_to_key)
 
     def close(self) -> None:
         self._fd_to_key.clear()
         self._poller.close()
 
 
-class AiosysEventLoop(asyncio.SelectorEventLoop):
+class AiosysEventLoop(LeanCallbacks, asyncio.SelectorEventLoop):
     """``asyncio.SelectorEventLoop`` whose selector is the aiosys netpoller.  Everything
     asyncio offers works on it (streams, transports, ``sock_*``, subprocesses, signals)."""
 
@@ -271,6 +221,7 @@ class AiosysEventLoop(asyncio.SelectorEventLoop):
         poller.loop = self
         self._netpoller = poller
         _remember(self, poller)
+        self._bind_lean()
 
     @property
     def netpoller(self) -> Netpoller:

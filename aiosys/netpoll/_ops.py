@@ -20,17 +20,20 @@ import math
 import os
 import select
 import socket
-from collections.abc import Callable
+from collections.abc import Callable, Coroutine
 from typing import Any, Final
 
+from aiosys._coro import coroutine_function
 from aiosys.native import _lowlevel as _ll
 
 from . import fdtable
-from ._epoll import _DRAINED, _IDLE, _READY, SCRATCH_SIZE, Netpoller, PollDesc, drop_waiter_ref
+from ._epoll import _DRAINED, _IDLE, _READY, Netpoller, PollDesc, drop_waiter_ref
 from ._errors import BlockingModeError, BusyError, DeadlineExceededError, FDClosedError
 from ._loop import _get_ident, _running, current_poller, running_poller
 
 _preadv2 = _ll._preadv2
+_hot_read = _ll.hot_read
+_hot_write = _ll.hot_write
 _pwritev2 = _ll._pwritev2
 _sys6 = _ll._sys6
 _from_buffer = _ll.from_buffer
@@ -186,6 +189,15 @@ def _read_fallback(fd: int, mv: memoryview, n: int) -> int:
         return -(exc.errno or errno.EIO)
 
 
+def _read_fallback_bytes(fd: int, n: int) -> bytes | int:
+    """:func:`_read_fallback` returning the bytes read, or -errno."""
+    _check_nonblocking(fd, "read on this kind of fd")
+    try:
+        return os.read(fd, n)
+    except OSError as exc:
+        return -(exc.errno or errno.EIO)
+
+
 def _write_fallback(fd: int, data: Any) -> int:
     _check_nonblocking(fd, "write on this kind of fd")
     try:
@@ -199,7 +211,15 @@ def _write_fallback(fd: int, data: Any) -> int:
 # ------------------------------------------------------------------------------------------
 
 
-async def read(fd: Any, n: int) -> bytes:
+# read and write_all are plain functions returning a coroutine: on an fd this loop's poller
+# already holds (the steady state of every connection) the lookup is a dict hit done here,
+# and the coroutine is the one that does the work, with no frame in between.  Anything else
+# (an object with fileno(), a first use, a foreign loop) resolves lazily inside a coroutine,
+# so errors are still raised on await, as from an ``async def``.
+
+
+@coroutine_function
+def read(fd: Any, n: int) -> Coroutine[Any, Any, bytes]:
     """Read up to ``n`` bytes; ``b""`` at end of file.  A zero-length read returns at once
     (Go issue 15735).
 
@@ -208,34 +228,43 @@ async def read(fd: Any, n: int) -> bytes:
     :raises BusyError: another task is already reading this fd.
     :raises NotPollableError: a regular file.
     """
+    p = _running.get(_get_ident())
+    if p is not None and fd.__class__ is int:
+        pd = p.pds.get(fd)
+        if pd is not None:
+            return read_held(p, pd, fd, n)
+    return _read_lookup(fd, n)
+
+
+async def _read_lookup(fd: Any, n: int) -> bytes:
     if fd.__class__ is not int:
         fd = _fileno(fd)
+    if n <= 0:  # before any lookup: a zero-length read needs no loop
+        if n == 0:
+            return b""
+        raise ValueError("negative read size")
+    p, pd = _lookup(fd)
+    return await read_held(p, pd, fd, n)
+
+
+async def read_held(p: Netpoller, pd: PollDesc, fd: int, n: int) -> bytes:
+    """:func:`read` on an fd whose PollDesc the caller looked up in the running poller."""
     if n <= 0:
         if n == 0:
             return b""
         raise ValueError("negative read size")
-    p = current_poller()
-    pd = p.pds.get(fd)
-    if pd is None:
-        pd = p.register(fd)
+    if n > _MAX_WORD:
+        raise ValueError(f"read size out of range: {n}")
     if pd.rd < 0:
         raise DeadlineExceededError()
-    if n <= SCRATCH_SIZE:
-        cbuf = p.scratch_c
-        mv = p.scratch_mv
-    else:
-        if n > _MAX_WORD:
-            raise ValueError(f"read size out of range: {n}")
-        big = bytearray(n)
-        cbuf = _from_buffer(big, True)
-        mv = memoryview(big)
     while True:
         if pd.rg is _READY:
-            r = _preadv2(fd, cbuf, n, -1, _NOWAIT) if pd.nowait_r else _read_fallback(fd, mv, n)
-            if r >= 0:
-                if 0 < r < n and pd.stream and pd.infer:
+            # bytes, or -errno (hotpath.c: preadv2(RWF_NOWAIT) with the GIL held)
+            r: Any = _hot_read(fd, n) if pd.nowait_r else _read_fallback_bytes(fd, n)
+            if r.__class__ is bytes:
+                if pd.stream and 0 < len(r) < n and pd.infer:
                     pd.rg = _DRAINED  # the next read parks without a failing syscall
-                return bytes(mv[:r])
+                return r
             if r == _EAGAIN:
                 pd.rg = _IDLE
                 pd.infer = True  # empty when asked: the short-read inference holds here
@@ -254,7 +283,11 @@ async def read(fd: Any, n: int) -> bytes:
             raise FDClosedError()
         fut = p.loop.create_future()
         if pd.rg is _DRAINED:
-            p.park_drained(pd)  # parked on an inference: the poller double-checks it
+            # Parked on an inference: the poller double-checks it (park_drained, inlined).
+            pd.rgen = p.drained_gen
+            p.drained.add(pd)
+            if p.drained_timer is None:
+                p.arm_drained_check()
         pd.rg = fut
         p.parks += 1
         try:
@@ -326,7 +359,7 @@ async def write(fd: Any, data: Any) -> int:
         pd = p.register(fd)
     if pd.wg is _READY and pd.nowait_w and pd.wd >= 0:
         # Fast path, inline (no second coroutine): the kernel takes it now.
-        r = _pwritev2(fd, cbuf, n, -1, _NOWAIT)
+        r = _hot_write(fd, data)
         if r > 0:
             return int(r)
         if r == _EAGAIN:
@@ -378,26 +411,37 @@ async def _write_some(p: Netpoller, pd: PollDesc, fd: int, cbuf: Any, n: int, da
             raise DeadlineExceededError()
 
 
-async def write_all(fd: Any, data: Any) -> None:
+@coroutine_function
+def write_all(fd: Any, data: Any) -> Coroutine[Any, Any, None]:
     """Write all of ``data``, parking as often as needed.  If it raises (deadline, close,
     cancellation), an unknown prefix may have been written, as with Go's ``Write``."""
+    p = _running.get(_get_ident())
+    if p is not None and fd.__class__ is int:
+        pd = p.pds.get(fd)
+        if pd is not None:
+            return write_all_held(p, pd, fd, data)
+    return _write_all_lookup(fd, data)
+
+
+async def _write_all_lookup(fd: Any, data: Any) -> None:
     if fd.__class__ is not int:
         fd = _fileno(fd)
-    if data.__class__ is bytes:
-        cbuf: Any = data
-        n = len(data)
-    else:
-        cbuf = _from_buffer(data, False)
-        n = len(cbuf)
+    cbuf = data if data.__class__ is bytes else _from_buffer(data, False)
+    if len(cbuf) == 0:  # before any lookup: an empty write registers nothing
+        return
+    p, pd = _lookup(fd)
+    await write_all_held(p, pd, fd, data)
+
+
+async def write_all_held(p: Netpoller, pd: PollDesc, fd: int, data: Any) -> None:
+    """:func:`write_all` on an fd whose PollDesc the caller looked up in the running poller."""
+    cbuf: Any = data if data.__class__ is bytes else _from_buffer(data, False)
+    n = len(cbuf)
     if n == 0:
         return
-    p = current_poller()
-    pd = p.pds.get(fd)
-    if pd is None:
-        pd = p.register(fd)
     # Fast path, inline (no extra coroutine): the whole buffer fits now.
     if pd.wg is _READY and pd.nowait_w and pd.wd >= 0:
-        w = _pwritev2(fd, cbuf, n, -1, _NOWAIT)
+        w = _hot_write(fd, data)
         if w == n:
             return
         if w < 0:

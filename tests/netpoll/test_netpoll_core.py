@@ -4,6 +4,7 @@ asserts that the timeout happened and did not happen early."""
 
 from __future__ import annotations
 
+import array
 import asyncio
 import contextlib
 import errno
@@ -172,11 +173,12 @@ def test_stale_event_after_close_and_fd_reuse_is_dropped(loop_kind: str) -> None
             # An event for the old registration, in flight when the close happened (Go issue
             # 59545): delivered through the loop's own dispatch path, it must wake nobody.
             before = p.stale_dropped
-            stale = [ll.EPOLLIN, old_tag]
+            stale = array.array("Q", [ll.EPOLLIN, old_tag])
             if isinstance(p.loop, netpoll.AiosysEventLoop):
-                assert p.loop._selector.process(stale, 1) == []  # type: ignore[attr-defined]
+                keys = p.loop._selector._fd_to_key  # type: ignore[attr-defined]
+                assert p.dispatch(stale, 1, keys) == []
             else:
-                p.dispatch(stale, 1)
+                assert p.dispatch(stale, 1) == []
             assert p.stale_dropped == before + 1
             await asyncio.sleep(0.01)
             assert not reader.done()

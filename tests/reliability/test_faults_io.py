@@ -128,7 +128,7 @@ def test_eio_on_a_parked_read_is_reported_and_loses_no_byte(loop_kind: str) -> N
         try:
             asyncio.get_running_loop().call_soon(os.write, a, b"1")
             assert await aio.read(b, 1) == b"1"  # it parked: b is now on the netpoller
-            with _faults.inject("aiosys.native._lowlevel:_preadv2", errno=errno.EIO,
+            with _faults.inject("aiosys.native._lowlevel:hot_read", errno=errno.EIO,
                                 style="return", when=lambda fd, *_: fd == b, times=1) as f:
                 os.write(a, b"hello")
                 with pytest.raises(OSError) as ei:
@@ -227,6 +227,14 @@ def test_short_reads_and_writes_lose_nothing(loop_kind: str) -> None:
             short[1] += 0 < r < args[2]
             return r
 
+        def count_hot_w(r: Any, args: Any) -> Any:  # hot_write(fd, data) -> count
+            short[0] += 0 <= r < len(args[1])
+            return r
+
+        def count_hot_r(r: Any, args: Any) -> Any:  # hot_read(fd, n) -> bytes | -errno
+            short[1] += r.__class__ is bytes and 0 < len(r) < args[1]
+            return r
+
         try:
             with _faults.inject_many([
                 ("aiosys.native._lowlevel:_pwritev2", {"post": count_w,
@@ -234,6 +242,10 @@ def test_short_reads_and_writes_lose_nothing(loop_kind: str) -> None:
                 ("aiosys.native._lowlevel:_preadv2", {"post": count_r,
                                                       "when": lambda fd, *_: fd == b}),
                 ("os:write", {"post": count_os_w, "when": lambda fd, *_: fd == a}),
+                ("aiosys.native._lowlevel:hot_write", {"post": count_hot_w,
+                                                       "when": lambda fd, *_: fd == a}),
+                ("aiosys.native._lowlevel:hot_read", {"post": count_hot_r,
+                                                      "when": lambda fd, *_: fd == b}),
             ]):
                 async def reader() -> bytes:
                     got = bytearray()
