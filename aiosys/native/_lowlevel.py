@@ -280,10 +280,11 @@ HOT: Final[dict[str, Callable[..., Any]]] = {
 }
 # Module-level names too, so that test fault injection (aiosys._faults) can reach them.
 hot_read: Final = HOT["hot_read"]
-"""``hot_read(fd, n) -> bytes | -errno``: ``preadv2(fd, n, -1, RWF_NOWAIT)`` holding the GIL
-(pollable fds only: it must never block)."""
+"""``hot_read(fd, n, sock) -> bytes | -errno``: ``preadv2(fd, n, -1, RWF_NOWAIT)``, or for a
+socket ``recv(fd, n, MSG_DONTWAIT)``, holding the GIL (it never blocks)."""
 hot_write: Final = HOT["hot_write"]
-"""``hot_write(fd, data) -> count | -errno``: ``pwritev2(fd, data, -1, RWF_NOWAIT)``."""
+"""``hot_write(fd, data, sock) -> count | -errno``: ``pwritev2(fd, data, -1, RWF_NOWAIT)``, or
+for a socket ``send(fd, data, MSG_DONTWAIT | MSG_NOSIGNAL)``."""
 
 
 def bind_noerror0(trap: int) -> Callable[[], int]:

@@ -260,7 +260,7 @@ async def read_held(p: Netpoller, pd: PollDesc, fd: int, n: int) -> bytes:
     while True:
         if pd.rg is _READY:
             # bytes, or -errno (hotpath.c: preadv2(RWF_NOWAIT) with the GIL held)
-            r: Any = _hot_read(fd, n) if pd.nowait_r else _read_fallback_bytes(fd, n)
+            r: Any = _hot_read(fd, n, pd.sock) if pd.nowait_r else _read_fallback_bytes(fd, n)
             if r.__class__ is bytes:
                 if pd.stream and 0 < len(r) < n and pd.infer:
                     pd.rg = _DRAINED  # the next read parks without a failing syscall
@@ -359,7 +359,7 @@ async def write(fd: Any, data: Any) -> int:
         pd = p.register(fd)
     if pd.wg is _READY and pd.nowait_w and pd.wd >= 0:
         # Fast path, inline (no second coroutine): the kernel takes it now.
-        r = _hot_write(fd, data)
+        r = _hot_write(fd, data, pd.sock)
         if r > 0:
             return int(r)
         if r == _EAGAIN:
@@ -441,7 +441,7 @@ async def write_all_held(p: Netpoller, pd: PollDesc, fd: int, data: Any) -> None
         return
     # Fast path, inline (no extra coroutine): the whole buffer fits now.
     if pd.wg is _READY and pd.nowait_w and pd.wd >= 0:
-        w = _hot_write(fd, data)
+        w = _hot_write(fd, data, pd.sock)
         if w == n:
             return
         if w < 0:
