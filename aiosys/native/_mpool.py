@@ -40,6 +40,7 @@ FULL_WAIT: Final[int] = lib.AIOSYS_POOL_FULL_WAIT
 FULL_ERROR: Final[int] = lib.AIOSYS_POOL_FULL_ERROR
 F_CLOSE_ORPHAN: Final[int] = lib.AIOSYS_POOL_F_CLOSE_ORPHAN
 F_DEFER_WAKE: Final[int] = lib.AIOSYS_POOL_F_DEFER_WAKE
+F_YIELD: Final[int] = lib.AIOSYS_POOL_F_YIELD
 
 _STAT_NAMES: Final = (
     "m_threads",

@@ -60,6 +60,7 @@ long aiosys_syscall6(long trap, long a1, long a2, long a3, long a4, long a5, lon
 #define AIOSYS_POOL_FULL_ERROR 1
 #define AIOSYS_POOL_F_CLOSE_ORPHAN 1 /* slot flag: an orphaned result >= 0 is an fd to close */
 #define AIOSYS_POOL_F_DEFER_WAKE 2   /* submit only queues; aiosys_pool_kick() wakes an M */
+#define AIOSYS_POOL_F_YIELD 4        /* one CPU: after waking an M, yield the CPU to it */
 #define AIOSYS_POOL_STATS 16
 #define AIOSYS_POOL_NIL 0xffffffffu
 
@@ -94,6 +95,8 @@ struct aiosys_p {
 struct aiosys_m {
     pthread_cond_t cv;
     int woken;              /* set by a submitter that claimed this idle M (under mu) */
+    atomic_int signal_due;  /* claimed, cv not yet signalled (the claimer signals after
+                               releasing mu): the M must not destroy cv until it is 0 */
     struct aiosys_m *next;  /* idle stack link */
     int id;
     pid_t tid;
@@ -311,8 +314,8 @@ static int publish_locked(uint32_t i, int *close_fd)
     return -1;
 }
 
-static int wake_m_locked(void);
-static int start_m_locked(void);
+static int wake_m_locked(struct aiosys_m **signal_after);
+static int start_m_locked(struct aiosys_m **signal_after);
 
 static void *pool_worker(void *arg)
 {
@@ -398,7 +401,7 @@ static void *pool_worker(void *arg)
            this call (Go's resetspinning -> wakep chain: one wakeup per submit burst, and
            the woken Ms fan out).  A blocked call therefore never sits on queued work. */
         if (atomic_load(&pool.qlen) > 0 && pool.nspinning + pool.nwaking == 0)
-            (void)wake_m_locked();
+            (void)wake_m_locked(NULL);
         struct aiosys_slot *s = &pool.slots[i];
         s->state = SLOT_RUNNING;
         s->m_id = self.id;
@@ -446,6 +449,9 @@ static void *pool_worker(void *arg)
         pthread_cond_broadcast(&pool.drained_cv);
     }
     pthread_mutex_unlock(&pool.mu);
+    /* A claimer may still be about to signal cv (it signals after releasing mu). */
+    while (atomic_load(&self.signal_due))
+        sched_yield();
     pthread_cond_destroy(&self.cv);
     return NULL;
 }
@@ -534,7 +540,7 @@ static void *pool_monitor(void *arg)
         if (waited >= pool.grow_after_ns) {
             /* Every M is busy and the oldest call has waited: maybe they are all blocked
                (a pipe read waiting for a write that is queued behind it).  Start one. */
-            if (start_m_locked() == 0) {
+            if (start_m_locked(NULL) == 0) {
                 pool.mon_grows++;
                 pool.last_grow = now;
             } else { /* cap or no thread: wait for the next submit or configure */
@@ -587,8 +593,9 @@ static void poke_monitor_locked(void)
 /* Make sure someone will run the queued work (Go's wakep/startm).  mu held.
    Order: a spinning M takes it; else an idle M is claimed; else a new M if fewer than
    eager_threads exist; else the monitor starts one if the call is still waiting after
-   grow_after_ns (so short calls queue behind busy Ms instead of spawning threads). */
-static int wake_m_locked(void)
+   grow_after_ns (so short calls queue behind busy Ms instead of spawning threads).
+   signal_after: see start_m_locked. */
+static int wake_m_locked(struct aiosys_m **signal_after)
 {
     if (atomic_load(&pool.qlen) <= pool.nspinning)
         return 0; /* a spinning M will take it */
@@ -602,11 +609,14 @@ static int wake_m_locked(void)
             poke_monitor_locked();
         return -EAGAIN;
     }
-    return start_m_locked();
+    return start_m_locked(signal_after);
 }
 
-/* Claim an idle M, or start a new one.  mu held. */
-static int start_m_locked(void)
+/* Claim an idle M, or start a new one.  mu held.
+   With signal_after, a claimed M is returned there instead of signalled: the caller calls
+   signal_claimed() once it has released mu.  Signalling under mu wakes an M that at once
+   blocks again on mu; on one CPU that was two extra context switches per handoff. */
+static int start_m_locked(struct aiosys_m **signal_after)
 {
     if (pool.idle != NULL) {
         struct aiosys_m *m = pool.idle;
@@ -614,10 +624,25 @@ static int start_m_locked(void)
         pool.nidle--;
         pool.nwaking++;
         m->woken = 1;
-        pthread_cond_signal(&m->cv);
+        if (signal_after != NULL) {
+            atomic_store(&m->signal_due, 1);
+            *signal_after = m;
+        } else {
+            pthread_cond_signal(&m->cv);
+        }
         return 0;
     }
     return spawn_locked();
+}
+
+/* mu released.  The M may already be running (it saw woken on a spurious or timed-out
+   wakeup): then this signal is spurious for it, which its wait loop tolerates. */
+static void signal_claimed(struct aiosys_m *m)
+{
+    if (m != NULL) {
+        pthread_cond_signal(&m->cv);
+        atomic_store(&m->signal_due, 0);
+    }
 }
 
 /* Growth policy: Ms started at once on demand (default 2), and how long a queued call may
@@ -783,7 +808,8 @@ long aiosys_pool_submit(int p_id, long trap, long a1, long a2, long a3, long a4,
     atomic_fetch_add(&p->inflight, 1);
     /* Deferred wake (one usable CPU): the loop queues a whole batch and kicks once, so the
        M it wakes does not preempt the loop after every submit. */
-    int rc = (flags & AIOSYS_POOL_F_DEFER_WAKE) && pool.nthreads > 0 ? 0 : wake_m_locked();
+    struct aiosys_m *claimed = NULL;
+    int rc = (flags & AIOSYS_POOL_F_DEFER_WAKE) && pool.nthreads > 0 ? 0 : wake_m_locked(&claimed);
     if (rc < 0 && pool.nthreads == 0) {
         /* No M at all and none could start: undo, or the call would wait forever. */
         uint32_t *pp = &pool.runq_head, prev = AIOSYS_POOL_NIL;
@@ -801,6 +827,13 @@ long aiosys_pool_submit(int p_id, long trap, long a1, long a2, long a3, long a4,
         return rc;
     }
     pthread_mutex_unlock(&pool.mu);
+    signal_claimed(claimed);
+    /* One usable CPU: the woken M cannot run until this thread blocks or its slice ends
+       (measured: ~10 us later, the rest of the loop pass).  Handing it the CPU now puts the
+       syscall at the front: it runs, publishes and parks (or blocks in the kernel), and the
+       loop finds the completion at its next poll instead of waiting for it. */
+    if (claimed != NULL && (flags & AIOSYS_POOL_F_YIELD))
+        sched_yield();
     return (long)i;
 }
 
@@ -808,10 +841,12 @@ long aiosys_pool_submit(int p_id, long trap, long a1, long a2, long a3, long a4,
 void aiosys_pool_kick(void)
 {
     pool_init();
+    struct aiosys_m *claimed = NULL;
     pthread_mutex_lock(&pool.mu);
     if (atomic_load(&pool.qlen) > 0)
-        (void)wake_m_locked();
+        (void)wake_m_locked(&claimed);
     pthread_mutex_unlock(&pool.mu);
+    signal_claimed(claimed);
 }
 
 /* Take back a slot that no M has started yet (a cancelled call that never ran).
