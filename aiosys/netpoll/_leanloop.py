@@ -9,7 +9,7 @@ nineteen Python frames per request.  uvloop spends none of them: its loop is C.
 :class:`LeanCallbacks` removes what it can while keeping asyncio's behaviour exactly:
 
 * ``get_debug`` and ``create_future`` are bound per instance to C callables (an
-  ``itertools.repeat(flag).__next__`` and a ``functools.partial`` of the C ``Future``).  The C
+  ``itertools.repeat(flag).__next__``, and ``Future(loop=self)`` from ``csrc/hotpath.c``).  The C
   Future looks ``get_debug`` up on the instance, where an instance attribute wins over the
   class's method, so neither call enters the interpreter.  ``set_debug`` rebinds the flag.
 * ``call_soon`` is C (``csrc/hotpath.c``, bound per instance like the two above) when the
@@ -24,7 +24,6 @@ Nothing else changes: handles are asyncio ``Handle`` objects, ``_ready`` is asyn
 from __future__ import annotations
 
 import asyncio
-import functools
 import itertools
 from asyncio import format_helpers
 from collections.abc import Callable
@@ -78,20 +77,36 @@ class LeanCallbacks(asyncio.BaseEventLoop):
     _ready: Any
 
     def _bind_lean(self) -> None:
-        # Instance attributes on purpose (see the module docstring).  The partial holds the
-        # loop: a cycle the garbage collector breaks once the loop is dropped.
-        self.create_future = functools.partial(asyncio.Future, loop=self)  # type: ignore[method-assign]
+        # Instance attributes on purpose (see the module docstring).  The C callables hold
+        # the loop: a cycle the garbage collector breaks once the loop is dropped.
+        self.create_future = _ll.HOT["hot_bind_create_future"](asyncio.Future, self)  # type: ignore[method-assign]
         self._bind_debug_flag()
-        if _bind_c_call_soon is not None:
-            slow = super().call_soon  # asyncio's: C falls back to it when closed or debug
-            self.call_soon = _bind_c_call_soon(self, self._ready.append, slow)  # type: ignore[method-assign]
+        self._bind_call_soon()
 
     def _bind_debug_flag(self) -> None:
         self.get_debug = itertools.repeat(bool(self._debug)).__next__  # type: ignore[method-assign]
 
+    def _bind_call_soon(self) -> None:
+        # The C call_soon does not check the loop's state: it is bound only while the loop
+        # is open and not in debug mode.  Otherwise the class's call_soon (below) runs.
+        if _bind_c_call_soon is not None and not self._closed and not self._debug:
+            slow = super().call_soon  # asyncio's, for calls the C side does not take
+            self.call_soon = _bind_c_call_soon(self, self._ready.append, slow)  # type: ignore[method-assign]
+        else:
+            self.__dict__.pop("call_soon", None)
+
     def set_debug(self, enabled: bool) -> None:
         super().set_debug(enabled)
         self._bind_debug_flag()
+        if hasattr(self, "_ready"):  # BaseEventLoop.__init__ calls this too
+            self._bind_call_soon()
+
+    def close(self) -> None:
+        try:
+            super().close()
+        finally:
+            if self._closed:
+                self.__dict__.pop("call_soon", None)
 
     def call_soon(
         self,

@@ -124,3 +124,24 @@ def test_set_debug_flips_get_debug_and_futures_belong_to_the_loop() -> None:
         fut.cancel()
     finally:
         loop.close()
+
+
+def test_turning_debug_on_at_run_time_restores_asyncio_checks() -> None:
+    async def main() -> None:
+        loop = asyncio.get_running_loop()
+        loop.call_soon(42)  # type: ignore[arg-type]  # not debug: no check (as asyncio)
+        loop.set_debug(True)
+        with pytest.raises(TypeError):
+            loop.call_soon(42)  # type: ignore[arg-type]
+        loop.set_debug(False)
+        h = loop.call_soon(print)
+        assert isinstance(h, asyncio.Handle)
+        h.cancel()
+
+    loop = aiosys.new_event_loop()
+    loop.set_exception_handler(lambda _l, _c: None)  # the 42 "callback" fails when run
+    try:
+        loop.run_until_complete(main())
+    finally:
+        loop.close()
+

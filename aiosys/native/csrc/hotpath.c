@@ -21,11 +21,14 @@
    Handle.__init__ for a non-debug loop exactly: context copied when not given, _cancelled
    False, _repr and _source_traceback None.  A closed or debug loop, a keyword other than
    ``context`` or no callback at all go to the Python call_soon it was bound with, so the
-   errors and the debug checks are asyncio's.
+   errors and the debug checks are asyncio's.  (It does not look at the loop's state on
+   every call: aiosys.netpoll._leanloop binds it only while the loop is open and not in
+   debug mode, and unbinds it in close() and set_debug(True).)
 
    Built without the limited API (the cffi module defines _CFFI_NO_LIMITED_API): this needs
    PyContext_CopyCurrent, the buffer protocol and _PyBytes_Resize. */
 #include <Python.h>
+#include <structmember.h> /* T_OBJECT_EX, READONLY */
 #include <errno.h>
 #include <limits.h>
 #include <sys/socket.h>
@@ -152,12 +155,20 @@ static const char *const hot_slot_names[H_NSLOTS] = {
 static PyTypeObject *hot_handle_type;          /* the loop's Handle: asyncio.Handle's subclass */
 static PyObject *hot_slot_descr[H_NSLOTS];     /* its member descriptors */
 static PyObject *hot_report;                   /* report(handle, exc): a callback raised */
-static PyObject *hot_str_closed, *hot_str_debug, *hot_str_context;
+static PyObject *hot_str_context;
 
+static Py_ssize_t hot_slot_offset[H_NSLOTS]; /* where each slot lives in the instance */
+
+/* A new reference to slot i of a Handle h (AttributeError if unset, as the descriptor). */
 static PyObject *hot_slot(PyObject *h, int i)
 {
-    PyObject *d = hot_slot_descr[i];
-    return Py_TYPE(d)->tp_descr_get(d, h, (PyObject *)Py_TYPE(h));
+    PyObject *v = *(PyObject **)((char *)h + hot_slot_offset[i]);
+    if (v == NULL) {
+        PyErr_Format(PyExc_AttributeError, "Handle.%s is not set", hot_slot_names[i]);
+        return NULL;
+    }
+    Py_INCREF(v);
+    return v;
 }
 
 /* Handle._run: ``self._context.run(self._callback, *self._args)``; SystemExit and
@@ -219,8 +230,13 @@ static PyObject *hot_init(PyObject *self, PyObject *const *fargs, Py_ssize_t nar
     PyObject *descr[H_NSLOTS];
     for (int i = 0; i < H_NSLOTS; i++) {
         PyObject *d = PyObject_GetAttrString(handle_type, hot_slot_names[i]);
-        if (d == NULL || Py_TYPE(d)->tp_descr_set == NULL ||
-            !PyObject_TypeCheck(d, &PyMemberDescr_Type)) {
+        PyMemberDef *m = NULL;
+        if (d != NULL && PyObject_TypeCheck(d, &PyMemberDescr_Type))
+            m = ((PyMemberDescrObject *)d)->d_member;
+        /* A writable object slot inside the instance, as __slots__ makes them. */
+        if (m == NULL || m->type != T_OBJECT_EX || (m->flags & READONLY) || m->offset <= 0 ||
+            (size_t)m->offset + sizeof(PyObject *) >
+                (size_t)((PyTypeObject *)handle_type)->tp_basicsize) {
             Py_XDECREF(d);
             for (int j = 0; j < i; j++)
                 Py_DECREF(descr[j]);
@@ -229,12 +245,11 @@ static PyObject *hot_init(PyObject *self, PyObject *const *fargs, Py_ssize_t nar
             return NULL;
         }
         descr[i] = d;
+        hot_slot_offset[i] = m->offset;
     }
-    if (hot_str_closed == NULL) {
-        hot_str_closed = PyUnicode_InternFromString("_closed");
-        hot_str_debug = PyUnicode_InternFromString("_debug");
+    if (hot_str_context == NULL) {
         hot_str_context = PyUnicode_InternFromString("context");
-        if (!hot_str_closed || !hot_str_debug || !hot_str_context) {
+        if (!hot_str_context) {
             for (int i = 0; i < H_NSLOTS; i++)
                 Py_DECREF(descr[i]);
             return NULL;
@@ -258,34 +273,18 @@ static PyObject *hot_init(PyObject *self, PyObject *const *fargs, Py_ssize_t nar
     Py_RETURN_NONE;
 }
 
-/* 1: attribute true, 0: false or absent, -1: error. */
-static int hot_flag(PyObject *obj, PyObject *name)
-{
-    PyObject *v = PyObject_GetAttr(obj, name);
-    if (v == NULL) {
-        if (!PyErr_ExceptionMatches(PyExc_AttributeError))
-            return -1;
-        PyErr_Clear();
-        return 0;
-    }
-    int t = PyObject_IsTrue(v);
-    Py_DECREF(v);
-    return t;
-}
-
 static PyObject *hot_new_handle(PyObject *loop, PyObject *callback, PyObject *cargs,
                                 PyObject *context)
 {
     PyObject *h = hot_handle_type->tp_alloc(hot_handle_type, 0);
     if (h == NULL)
         return NULL;
+    /* Fresh from tp_alloc: every slot is NULL, so a plain store is what the member
+       descriptor's setter would do. */
     PyObject *values[H_NSLOTS] = {callback, cargs, Py_False, loop, Py_None, Py_None, context};
     for (int i = 0; i < H_NSLOTS; i++) {
-        PyObject *d = hot_slot_descr[i];
-        if (Py_TYPE(d)->tp_descr_set(d, h, values[i]) < 0) {
-            Py_DECREF(h);
-            return NULL;
-        }
+        Py_INCREF(values[i]);
+        *(PyObject **)((char *)h + hot_slot_offset[i]) = values[i];
     }
     return h;
 }
@@ -306,13 +305,6 @@ static PyObject *hot_call_soon(PyObject *self, PyObject *const *args, Py_ssize_t
         if (PyErr_Occurred())
             return NULL;
         context = args[nargs];
-    }
-    if (fast) {
-        int closed = hot_flag(loop, hot_str_closed);
-        int debug = closed ? 0 : hot_flag(loop, hot_str_debug);
-        if (closed < 0 || debug < 0)
-            return NULL;
-        fast = !closed && !debug;
     }
     if (!fast)
         return PyObject_Vectorcall(slow, args, (size_t)nargs, kwnames);
@@ -370,6 +362,38 @@ static PyObject *hot_bind_call_soon(PyObject *self, PyObject *const *args, Py_ss
     return fn;
 }
 
+/* create_future: ``Future(loop=loop)`` with the keyword dict made once (functools.partial
+   copies its keywords into a new dict on every call).  self is (Future, {"loop": loop}). */
+static PyObject *hot_future(PyObject *self, PyObject *unused)
+{
+    static PyObject *no_args;
+    if (no_args == NULL && (no_args = PyTuple_New(0)) == NULL)
+        return NULL;
+    return PyObject_Call(PyTuple_GET_ITEM(self, 0), no_args, PyTuple_GET_ITEM(self, 1));
+}
+
+static PyMethodDef hot_future_def = {
+    "create_future", hot_future, METH_NOARGS, "create_future(): Future(loop=loop) (C)."};
+
+/* hot_bind_create_future(Future, loop) -> a builtin to store as the loop's create_future. */
+static PyObject *hot_bind_create_future(PyObject *self, PyObject *const *args, Py_ssize_t nargs)
+{
+    if (nargs != 2 || !PyType_Check(args[0])) {
+        PyErr_SetString(PyExc_TypeError, "hot_bind_create_future(Future, loop)");
+        return NULL;
+    }
+    PyObject *kw = Py_BuildValue("{sO}", "loop", args[1]);
+    if (kw == NULL)
+        return NULL;
+    PyObject *state = PyTuple_Pack(2, args[0], kw);
+    Py_DECREF(kw);
+    if (state == NULL)
+        return NULL;
+    PyObject *fn = PyCFunction_NewEx(&hot_future_def, state, NULL);
+    Py_DECREF(state);
+    return fn;
+}
+
 /* hotpoll.c */
 PyObject *aiosys_hot_dispatch(PyObject *self, PyObject *const *args, Py_ssize_t nargs);
 
@@ -382,6 +406,8 @@ static PyMethodDef aiosys_hot_defs[] = {
      "hot_write(fd, data, sock) -> count or -errno: pwritev2(RWF_NOWAIT), or send(MSG_DONTWAIT)."},
     {"hot_init", (PyCFunction)(void (*)(void))hot_init, METH_FASTCALL,
      "hot_init(Handle, report): Handle subclasses asyncio.Handle with slots only"},
+    {"hot_bind_create_future", (PyCFunction)(void (*)(void))hot_bind_create_future,
+     METH_FASTCALL, "hot_bind_create_future(Future, loop) -> create_future"},
     {"hot_bind_call_soon", (PyCFunction)(void (*)(void))hot_bind_call_soon, METH_FASTCALL,
      "hot_bind_call_soon(loop, ready_append, python_call_soon) -> call_soon"},
     {NULL, NULL, 0, NULL},
