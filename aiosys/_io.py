@@ -227,6 +227,7 @@ _np_running: Final = _np_loop._running  # thread id -> the aiosys loop's poller 
 _np_read: Final = netpoll.read
 _np_read_held: Final = _np_ops.read_held
 _np_write_all_held: Final = _np_ops.write_all_held
+_np_held_attached: Final = _np_ops.held_attached
 _np_readinto: Final = netpoll.readinto
 _np_write: Final = netpoll.write
 _np_write_all: Final = netpoll.write_all
@@ -318,8 +319,10 @@ def read(fd: int, n: int) -> Coroutine[Any, Any, bytes]:
                 pd = p.pds.get(fd)
                 if pd is not None:
                     return _np_read_held(p, pd, fd, n)
-        elif _np_registered(fd):  # a foreign loop the poller is attached to
-            return _np_read(fd, n)
+        elif fd.__class__ is int:  # a foreign loop the poller may be attached to
+            h = _np_held_attached(fd)
+            if h is not None:
+                return _np_read_held(h[0], h[1], fd, n)
     return _read(fd, n)
 
 
@@ -483,8 +486,10 @@ def write_all(fd: int, data: Any) -> Coroutine[Any, Any, None]:
                 pd = p.pds.get(fd)
                 if pd is not None:
                     return _np_write_all_held(p, pd, fd, data)
-        elif _np_registered(fd):
-            return _np_write_all(fd, data)
+        elif fd.__class__ is int:
+            h = _np_held_attached(fd)
+            if h is not None:
+                return _np_write_all_held(h[0], h[1], fd, data)
     return _write_all(fd, data)
 
 

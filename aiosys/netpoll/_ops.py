@@ -228,12 +228,28 @@ def read(fd: Any, n: int) -> Coroutine[Any, Any, bytes]:
     :raises BusyError: another task is already reading this fd.
     :raises NotPollableError: a regular file.
     """
-    p = _running.get(_get_ident())
-    if p is not None and fd.__class__ is int:
+    if fd.__class__ is int:
+        p = _running.get(_get_ident())
+        if p is not None:
+            pd = p.pds.get(fd)
+            if pd is not None:
+                return read_held(p, pd, fd, n)
+        else:
+            h = held_attached(fd)
+            if h is not None:
+                return read_held(h[0], h[1], fd, n)
+    return _read_lookup(fd, n)
+
+
+def held_attached(fd: int) -> tuple[Netpoller, PollDesc] | None:
+    """Attach mode (a foreign running loop): its poller and ``fd``'s PollDesc, if the fd is
+    already registered there.  Never registers or attaches; None otherwise."""
+    p = running_poller()
+    if p is not None:
         pd = p.pds.get(fd)
         if pd is not None:
-            return read_held(p, pd, fd, n)
-    return _read_lookup(fd, n)
+            return p, pd
+    return None
 
 
 async def _read_lookup(fd: Any, n: int) -> bytes:
@@ -415,11 +431,16 @@ async def _write_some(p: Netpoller, pd: PollDesc, fd: int, cbuf: Any, n: int, da
 def write_all(fd: Any, data: Any) -> Coroutine[Any, Any, None]:
     """Write all of ``data``, parking as often as needed.  If it raises (deadline, close,
     cancellation), an unknown prefix may have been written, as with Go's ``Write``."""
-    p = _running.get(_get_ident())
-    if p is not None and fd.__class__ is int:
-        pd = p.pds.get(fd)
-        if pd is not None:
-            return write_all_held(p, pd, fd, data)
+    if fd.__class__ is int:
+        p = _running.get(_get_ident())
+        if p is not None:
+            pd = p.pds.get(fd)
+            if pd is not None:
+                return write_all_held(p, pd, fd, data)
+        else:
+            h = held_attached(fd)
+            if h is not None:
+                return write_all_held(h[0], h[1], fd, data)
     return _write_all_lookup(fd, data)
 
 
