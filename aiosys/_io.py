@@ -140,6 +140,9 @@ _MAX_WORD: Final = (1 << 63) - 1  # beyond it a count or offset fits no machine 
 
 _fdinfo: dict[int, int] = {}
 _preadv: Final = os.preadv
+_hot_pread: Final = ll.hot_pread
+_NEG_EAGAIN: Final = -errno.EAGAIN
+_NEG_EINTR: Final = -errno.EINTR
 _pwritev: Final = os.pwritev
 _raw3: Final = ll.raw3
 _check: Final = ll.check
@@ -197,22 +200,22 @@ def _nowait_read(fd: int, n: int, offset: int) -> bytes | None:
     """The inline ``preadv2(RWF_NOWAIT)`` try shared by :func:`read` and :func:`pread`:
     the bytes on a page-cache hit, None on a miss (EAGAIN) or when the filesystem refuses
     the flag (then it is turned off for this fd and the caller hands off)."""
-    buf = bytearray(n)
-    try:
-        r = _preadv(fd, [buf], offset, _RWF_NOWAIT)
-    except BlockingIOError:
-        counters.nowait_misses += 1
-        return None
-    except OSError as exc:
-        if exc.errno not in _NOWAIT_UNSUPPORTED:
-            raise
-        _disable_nowait(fd, _RNOWAIT_OFF)
-        return None
-    counters.nowait_hits += 1
-    counters.inline_hits += 1
-    if r != n:
-        del buf[r:]
-    return bytes(buf)
+    if n == 0:
+        return b""
+    while True:
+        r = _hot_pread(fd, n, offset)  # bytes, or -errno (csrc/hotpath.c)
+        if r.__class__ is bytes:
+            counters.nowait_hits += 1
+            counters.inline_hits += 1
+            return r
+        if r == _NEG_EAGAIN:
+            counters.nowait_misses += 1
+            return None
+        if -r in _NOWAIT_UNSUPPORTED:
+            _disable_nowait(fd, _RNOWAIT_OFF)
+            return None
+        if r != _NEG_EINTR:  # EINTR: again, as os.preadv would (PEP 475)
+            raise ll.oserror(-r)
 
 
 def _is_registered(fd: int) -> bool:

@@ -282,6 +282,9 @@ HOT: Final[dict[str, Callable[..., Any]]] = {
 hot_read: Final = HOT["hot_read"]
 """``hot_read(fd, n, sock) -> bytes | -errno``: ``preadv2(fd, n, -1, RWF_NOWAIT)``, or for a
 socket ``recv(fd, n, MSG_DONTWAIT)``, holding the GIL (it never blocks)."""
+hot_pread: Final = HOT["hot_pread"]
+"""``hot_pread(fd, n, offset) -> bytes | -errno``: a page-cache read,
+``preadv2(fd, n, offset, RWF_NOWAIT)`` holding the GIL (a miss is EAGAIN, never a wait)."""
 hot_write: Final = HOT["hot_write"]
 """``hot_write(fd, data, sock) -> count | -errno``: ``pwritev2(fd, data, -1, RWF_NOWAIT)``, or
 for a socket ``send(fd, data, MSG_DONTWAIT | MSG_NOSIGNAL)``."""

@@ -154,3 +154,29 @@ def test_dispatch_returns_level_triggered_keys_as_a_selector_does() -> None:
     buf = array.array("Q", [L.EPOLLIN | L.EPOLLOUT, 9])
     ready, woke, stale, _ = hot_dispatch(buf, 1, {}, {9: key})
     assert ready == [(key, selectors.EVENT_READ)] and woke == stale == 0
+
+
+def test_pread_reads_at_an_offset_or_the_position_and_checks_its_arguments() -> None:
+    import tempfile
+
+    with tempfile.TemporaryFile() as f:
+        fd = f.fileno()
+        os.write(fd, b"0123456789")
+        os.lseek(fd, 2, os.SEEK_SET)
+        assert L.hot_pread(fd, 3, 5) == b"567"
+        assert L.hot_pread(fd, 100, 8) == b"89"  # short at end of file
+        assert L.hot_pread(fd, 10, 10) == b""
+        assert L.hot_pread(fd, 4, -1) == b"2345"  # the position, which moves
+        assert L.hot_pread(fd, 2, -1) == b"67"
+        big = L.hot_pread(fd, 1 << 20, 0)  # above the scratch buffer
+        assert big == b"0123456789"
+        for args, exc in [((fd, 3, -2), ValueError), ((fd, 0, 0), ValueError),
+                          ((fd, 3, 1.0), TypeError), ((fd, 3), TypeError)]:
+            with pytest.raises(exc):
+                L.hot_pread(*args)
+    r, w = os.pipe()
+    try:
+        assert L.hot_pread(r, 3, 0) == -errno.ESPIPE  # a pipe has no offsets
+    finally:
+        os.close(r)
+        os.close(w)

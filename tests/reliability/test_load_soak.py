@@ -34,6 +34,9 @@ from loopkinds import run_in
 
 from aiosys import _faults
 
+# A page-cache miss: the inline RWF_NOWAIT read says EAGAIN, so the call is handed off.
+MISS = "aiosys.native._lowlevel:hot_pread"
+
 ROOT = Path(__file__).resolve().parents[2]
 SERVER = ROOT / "examples" / "servers" / "echo_goroutine.py"
 GUARD = 120.0
@@ -249,7 +252,8 @@ def test_soak_mixed_traffic_stays_flat(kind: str) -> None:
                 off = rng.randrange(0, len(file_data) - 65536)
                 n = rng.randint(1, 65536)
                 handoff = rng.random() < 0.5
-                ctx: Any = (_faults.inject("os:preadv", errno=11, when=lambda f, *_: f == ffd)
+                ctx: Any = (_faults.inject(MISS, errno=11, style="return",
+                                           when=lambda f, *_: f == ffd)
                             if handoff else contextlib.nullcontext())
                 with ctx:
                     t = asyncio.ensure_future(aio.pread(ffd, n, off))

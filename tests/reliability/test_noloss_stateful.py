@@ -36,6 +36,9 @@ from loopkinds import LOOP_KINDS, new_loop
 import aiosys.netpoll as netpoll
 from aiosys import _faults
 
+# A page-cache miss: the inline RWF_NOWAIT read says EAGAIN, so the call is handed off.
+MISS = "aiosys.native._lowlevel:hot_pread"
+
 GUARD = 15.0  # seconds: a hang guard only
 CHANNELS = ("pipe", "socketpair", "tcp", "file")
 
@@ -131,7 +134,7 @@ class NoLoss(RuleBasedStateMachine):
         """A read, maybe cancelled after ``cancel_after`` loop iterations; on a file, maybe
         forced off the inline path (RWF_NOWAIT says EAGAIN) so it is handed off to an M."""
         if self.channel == "file" and handoff:
-            with _faults.inject("os:preadv", errno=errno.EAGAIN,
+            with _faults.inject(MISS, errno=errno.EAGAIN, style="return",
                                 when=lambda fd, *_: fd == self.r) as f:
                 self.run(self._read(n, cancel_after))
             record("faults injected and survived", f.injected)

@@ -32,6 +32,9 @@ import aiosys._io as io
 import aiosys.netpoll as netpoll
 from aiosys import _faults
 
+# A page-cache miss: the inline RWF_NOWAIT read says EAGAIN, so the call is handed off.
+MISS = "aiosys.native._lowlevel:hot_pread"
+
 CLEAN = (OSError, TypeError, ValueError, netpoll.BusyError)
 NP_OPS = ["accept", "connect", "read", "readinto", "recv", "recv_into", "recvfrom", "send",
           "sendall", "sendto", "wait_readable", "wait_writable", "write", "write_all", "close",
@@ -174,7 +177,8 @@ def test_buffer_resized_while_an_m_reads_into_it_is_refused() -> None:
             os.write(fd, os.urandom(1 << 16))
             os.lseek(fd, 0, os.SEEK_SET)
             buf = bytearray(1 << 16)
-            with _faults.inject("os:preadv", errno=errno.EAGAIN, when=lambda f, *_: f == fd):
+            with _faults.inject(MISS, errno=errno.EAGAIN, style="return",
+                                when=lambda f, *_: f == fd):
                 t = asyncio.ensure_future(aio.readinto(fd, buf))
                 await asyncio.sleep(0)
                 resized = 0

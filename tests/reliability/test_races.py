@@ -28,6 +28,9 @@ from loopkinds import run_in
 import aiosys.netpoll as netpoll
 from aiosys import _faults
 
+# A page-cache miss: the inline RWF_NOWAIT read says EAGAIN, so the call is handed off.
+MISS = "aiosys.native._lowlevel:hot_pread"
+
 GUARD = 10.0  # seconds: a hang guard only, never part of an assertion
 
 
@@ -136,7 +139,8 @@ def test_file_number_reused_by_a_socket_is_not_read_as_a_file(loop_kind: str) ->
             num = tmp.fileno()
             os.lseek(num, 0, os.SEEK_SET)
             # RWF_NOWAIT misses, so the read is handed off and "a regular file" is cached
-            with _faults.inject("os:preadv", errno=errno.EAGAIN, when=lambda f, *_: f == num):
+            with _faults.inject(MISS, errno=errno.EAGAIN, style="return",
+                                when=lambda f, *_: f == num):
                 assert await aio.read(num, 4) == b"file"
         a, b = _pair()  # the lowest free number: the file's
         try:

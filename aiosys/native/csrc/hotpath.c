@@ -1,6 +1,7 @@
 /* The netpoller's per-request path in C, holding the GIL throughout (none of it blocks):
 
      hot_read(fd, n, sock)      preadv2(fd, n bytes, offset -1, RWF_NOWAIT) -> bytes, or -errno
+     hot_pread(fd, n, offset)   preadv2(fd, n bytes, offset, RWF_NOWAIT)    -> bytes, or -errno
      hot_write(fd, data, sock)  pwritev2(fd, data, offset -1, RWF_NOWAIT)  -> count, or -errno
      hot_call_soon        the aiosys loop's call_soon when it is open and not in debug mode
 
@@ -43,11 +44,11 @@ long aiosys_pwritev2(int fd, const void *buf, size_t len, long long off, int fla
 long aiosys_syscall6(long trap, long a1, long a2, long a3, long a4, long a5, long a6);
 
 /* Non-blocking for this call only, whatever the fd's O_NONBLOCK says; -errno on failure. */
-static long hot_read_into(int fd, void *buf, size_t n, int sock)
+static long hot_read_into(int fd, void *buf, size_t n, long long off, int sock)
 {
     if (sock)
         return aiosys_syscall6(SYS_recvfrom, fd, (long)buf, (long)n, MSG_DONTWAIT, 0, 0);
-    return aiosys_preadv2(fd, buf, n, -1, RWF_NOWAIT);
+    return aiosys_preadv2(fd, buf, n, off, RWF_NOWAIT);
 }
 
 static long hot_write_from(int fd, const void *buf, size_t n, int sock)
@@ -87,6 +88,28 @@ static int hot_word(PyObject *o, long long lo, long long hi, long long *out, con
     return 0;
 }
 
+/* n bytes from fd at off (-1: the file position) as a bytes object, or -errno. */
+static PyObject *hot_read_bytes(int fd, long long n, long long off, int sock)
+{
+    if (n <= HOT_SCRATCH) {
+        long r = hot_read_into(fd, hot_scratch, (size_t)n, off, sock);
+        if (r < 0)
+            return PyLong_FromLong(r);
+        return PyBytes_FromStringAndSize(hot_scratch, (Py_ssize_t)r);
+    }
+    PyObject *b = PyBytes_FromStringAndSize(NULL, (Py_ssize_t)n);
+    if (b == NULL)
+        return NULL;
+    long r = hot_read_into(fd, PyBytes_AS_STRING(b), (size_t)n, off, sock);
+    if (r < 0) {
+        Py_DECREF(b);
+        return PyLong_FromLong(r);
+    }
+    if (r != n && _PyBytes_Resize(&b, (Py_ssize_t)r) < 0)
+        return NULL; /* b was freed */
+    return b;
+}
+
 static PyObject *hot_read(PyObject *self, PyObject *const *args, Py_ssize_t nargs)
 {
     long long fd, n;
@@ -100,23 +123,23 @@ static PyObject *hot_read(PyObject *self, PyObject *const *args, Py_ssize_t narg
     int sock = PyObject_IsTrue(args[2]);
     if (sock < 0)
         return NULL;
-    if (n <= HOT_SCRATCH) {
-        long r = hot_read_into((int)fd, hot_scratch, (size_t)n, sock);
-        if (r < 0)
-            return PyLong_FromLong(r);
-        return PyBytes_FromStringAndSize(hot_scratch, (Py_ssize_t)r);
-    }
-    PyObject *b = PyBytes_FromStringAndSize(NULL, (Py_ssize_t)n);
-    if (b == NULL)
+    return hot_read_bytes((int)fd, n, -1, sock);
+}
+
+/* hot_pread(fd, n, offset): a regular file's page-cache read, preadv2(RWF_NOWAIT) holding
+   the GIL (a miss is EAGAIN, never a wait); offset -1 reads at the file position. */
+static PyObject *hot_pread(PyObject *self, PyObject *const *args, Py_ssize_t nargs)
+{
+    long long fd, n, off;
+    if (nargs != 3) {
+        PyErr_SetString(PyExc_TypeError, "hot_pread(fd, n, offset) takes three arguments");
         return NULL;
-    long r = hot_read_into((int)fd, PyBytes_AS_STRING(b), (size_t)n, sock);
-    if (r < 0) {
-        Py_DECREF(b);
-        return PyLong_FromLong(r);
     }
-    if (r != n && _PyBytes_Resize(&b, (Py_ssize_t)r) < 0)
-        return NULL; /* b was freed */
-    return b;
+    if (hot_word(args[0], 0, INT_MAX, &fd, "fd") < 0 ||
+        hot_word(args[1], 1, PY_SSIZE_T_MAX, &n, "read size") < 0 ||
+        hot_word(args[2], -1, LLONG_MAX, &off, "offset") < 0)
+        return NULL;
+    return hot_read_bytes((int)fd, n, off, 0);
 }
 
 static PyObject *hot_write(PyObject *self, PyObject *const *args, Py_ssize_t nargs)
@@ -402,6 +425,8 @@ static PyMethodDef aiosys_hot_defs[] = {
      "hot_dispatch(pairs, n, tags, fd_to_key) -> (ready, woke, stale, wake_seen)"},
     {"hot_read", (PyCFunction)(void (*)(void))hot_read, METH_FASTCALL,
      "hot_read(fd, n, sock) -> bytes or -errno: preadv2(RWF_NOWAIT), or recv(MSG_DONTWAIT)."},
+    {"hot_pread", (PyCFunction)(void (*)(void))hot_pread, METH_FASTCALL,
+     "hot_pread(fd, n, offset) -> bytes or -errno: preadv2(RWF_NOWAIT), offset -1: position."},
     {"hot_write", (PyCFunction)(void (*)(void))hot_write, METH_FASTCALL,
      "hot_write(fd, data, sock) -> count or -errno: pwritev2(RWF_NOWAIT), or send(MSG_DONTWAIT)."},
     {"hot_init", (PyCFunction)(void (*)(void))hot_init, METH_FASTCALL,
