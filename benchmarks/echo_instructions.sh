@@ -5,11 +5,11 @@
 # (strace -c shows one read, one write and ~0.01 epoll_wait per request for the 64-byte echo
 # of both echo_goroutine.py and asyncio streams on uvloop).
 #
-#   benchmarks/echo_instructions.sh [REQUESTS] [server command...]
+#   [SIZE=64] benchmarks/echo_instructions.sh [REQUESTS] [server command...]
 #   benchmarks/echo_instructions.sh 10000 .venv/bin/python examples/servers/echo_goroutine.py
 #   benchmarks/echo_instructions.sh 10000 .venv/bin/python examples/servers/echo_asyncio.py --loop uvloop
 #
-# Instrumentation is switched on only while the load generator runs (100 connections, 64 B,
+# Instrumentation is switched on only while the load generator runs (100 connections, SIZE B,
 # each server's connection setup included), so interpreter start-up and imports are not
 # counted.  Needs valgrind (apt-get install valgrind); runs ~50x slower than native.
 set -euo pipefail
@@ -25,7 +25,7 @@ SPID=$!
 for _ in $(seq 600); do grep -q ':[0-9]' "$OUT/port" && break; sleep 0.1; done
 PORT=$(grep -o ':[0-9]\+' "$OUT/port" | tail -1 | tr -d :)
 callgrind_control -i on "$SPID" > /dev/null
-.venv/bin/python benchmarks/loadgen.py --port "$PORT" --conns 100 --size 64 --seconds 300 \
+.venv/bin/python benchmarks/loadgen.py --port "$PORT" --conns 100 --size "${SIZE:-64}" --seconds 300 \
     --max-requests "$REQS" > "$OUT/load.json"
 callgrind_control -i off "$SPID" > /dev/null
 kill -TERM "$SPID"
