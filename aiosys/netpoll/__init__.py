@@ -49,18 +49,10 @@ from ._loop import (
     stats,
 )
 from ._ops import (
-    accept,
     close,
-    connect,
     is_registered,
     read,
     readinto,
-    recv,
-    recv_into,
-    recvfrom,
-    send,
-    sendall,
-    sendto,
     set_deadline,
     set_read_deadline,
     set_write_deadline,
@@ -69,6 +61,7 @@ from ._ops import (
     write,
     write_all,
 )
+from ._sockops import accept, connect, recv, recv_into, recvfrom, send, sendall, sendto
 from .fdtable import fd_acquire, fd_close, fd_refs, fd_release
 
 __all__ = [
