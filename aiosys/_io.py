@@ -233,7 +233,6 @@ _np_write_all_held: Final = _np_ops.write_all_held
 _np_held_attached: Final = _np_ops.held_attached
 _np_readinto: Final = netpoll.readinto
 _np_write: Final = netpoll.write
-_np_write_all: Final = netpoll.write_all
 _get_ident: Final = threading.get_ident
 
 # ---------------------------------------------------------------------------------------------

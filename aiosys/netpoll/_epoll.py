@@ -133,8 +133,6 @@ EVENTS_PER_WAIT: Final = 256
 # Netpoller.dispatch's default: no asyncio keys (attach mode).  Read, never written.
 _NO_KEYS: Final[dict[int, Any]] = {}
 _hot_dispatch: Final = _ll.HOT["hot_dispatch"]
-# The per-poller scratch buffer reads land in before becoming bytes: one copy, no zeroing.
-SCRATCH_SIZE: Final = 64 * 1024
 
 # Longest single timer a deadline arms (one day); a later deadline re-arms when it fires.
 MAX_TIMER_NS: Final = 86_400 * 1_000_000_000
@@ -266,10 +264,6 @@ class Netpoller:
         self.asyncio_fds: set[int] | dict[int, Any] = set()
         self._seq = 0
         self.buf = _ll.EventBuffer(EVENTS_PER_WAIT)
-        scratch = bytearray(SCRATCH_SIZE)
-        self._scratch_pin = _ll.pin_buffer(scratch, writable=True)
-        self.scratch_c = self._scratch_pin._cdata
-        self.scratch_mv = memoryview(scratch)
         # accept4's sockaddr_storage and socklen_t, pinned once.
         self.addr_buf = bytearray(128)
         self.addr_pin = _ll.pin_buffer(self.addr_buf, writable=True)

@@ -30,6 +30,7 @@
    PyContext_CopyCurrent, the buffer protocol and _PyBytes_Resize. */
 #include <Python.h>
 #include <structmember.h> /* T_OBJECT_EX, READONLY */
+#include <string.h>
 #include <errno.h>
 #include <limits.h>
 #include <sys/socket.h>
@@ -176,7 +177,6 @@ static const char *const hot_slot_names[H_NSLOTS] = {
     "_callback", "_args", "_cancelled", "_loop", "_source_traceback", "_repr", "_context",
 };
 static PyTypeObject *hot_handle_type;          /* the loop's Handle: asyncio.Handle's subclass */
-static PyObject *hot_slot_descr[H_NSLOTS];     /* its member descriptors */
 static PyObject *hot_report;                   /* report(handle, exc): a callback raised */
 static PyObject *hot_str_context;
 
@@ -250,45 +250,35 @@ static PyObject *hot_init(PyObject *self, PyObject *const *fargs, Py_ssize_t nar
         return NULL;
     }
     PyObject *handle_type = fargs[0];
-    PyObject *descr[H_NSLOTS];
+    Py_ssize_t offset[H_NSLOTS];
     for (int i = 0; i < H_NSLOTS; i++) {
         PyObject *d = PyObject_GetAttrString(handle_type, hot_slot_names[i]);
         PyMemberDef *m = NULL;
         if (d != NULL && PyObject_TypeCheck(d, &PyMemberDescr_Type))
             m = ((PyMemberDescrObject *)d)->d_member;
         /* A writable object slot inside the instance, as __slots__ makes them. */
-        if (m == NULL || m->type != T_OBJECT_EX || (m->flags & READONLY) || m->offset <= 0 ||
-            (size_t)m->offset + sizeof(PyObject *) >
-                (size_t)((PyTypeObject *)handle_type)->tp_basicsize) {
-            Py_XDECREF(d);
-            for (int j = 0; j < i; j++)
-                Py_DECREF(descr[j]);
+        int ok = m != NULL && m->type == T_OBJECT_EX && !(m->flags & READONLY) &&
+                 m->offset > 0 &&
+                 (size_t)m->offset + sizeof(PyObject *) <=
+                     (size_t)((PyTypeObject *)handle_type)->tp_basicsize;
+        if (ok)
+            offset[i] = m->offset;
+        Py_XDECREF(d); /* the type, which we keep, keeps its descriptors */
+        if (!ok) {
             if (!PyErr_Occurred())
                 PyErr_Format(PyExc_TypeError, "Handle.%s is not a slot", hot_slot_names[i]);
             return NULL;
         }
-        descr[i] = d;
-        hot_slot_offset[i] = m->offset;
     }
-    if (hot_str_context == NULL) {
-        hot_str_context = PyUnicode_InternFromString("context");
-        if (!hot_str_context) {
-            for (int i = 0; i < H_NSLOTS; i++)
-                Py_DECREF(descr[i]);
-            return NULL;
-        }
-    }
+    if (hot_str_context == NULL && (hot_str_context = PyUnicode_InternFromString("context")) == NULL)
+        return NULL;
     PyObject *run = PyDescr_NewMethod((PyTypeObject *)handle_type, &hot_handle_run_def);
     if (run == NULL || PyObject_SetAttrString(handle_type, "_run", run) < 0) {
         Py_XDECREF(run);
-        for (int i = 0; i < H_NSLOTS; i++)
-            Py_DECREF(descr[i]);
         return NULL;
     }
     Py_DECREF(run);
-    for (int i = 0; i < H_NSLOTS; i++) {
-        Py_XSETREF(hot_slot_descr[i], descr[i]);
-    }
+    memcpy(hot_slot_offset, offset, sizeof offset);
     Py_INCREF(handle_type);
     Py_XSETREF(hot_handle_type, (PyTypeObject *)handle_type);
     Py_INCREF(fargs[1]);
